@@ -1,0 +1,81 @@
+"""Typed SMSC errors: the class says whether to retry and how long to wait first."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class SmscError(Exception):
+    """Base of every error this package raises about SMSC."""
+
+
+class SmscFatalError(SmscError):
+    """Retrying cannot help: a bug, bad input, bad credentials or bad configuration."""
+
+
+class SmscRetryableError(SmscError):
+    """A later attempt may succeed; ``retry_after`` is the least wait before it."""
+
+    retry_after: timedelta = timedelta(seconds=20)
+    #: Whether repeated failures should back off exponentially from ``retry_after``.
+    backoff: bool = True
+
+
+class SmscConfigError(SmscFatalError):
+    """The connection or pipeline configuration is wrong; found before any API call."""
+
+
+class SmscApiError(SmscError):
+    """An error reply from the API itself (HTTP 200 with an error code in the body)."""
+
+    def __init__(self, code: int, description: str) -> None:
+        self.code = code
+        self.description = description
+        super().__init__(f"SMSC error {code}: {description}")
+
+
+class SmscParametersError(SmscApiError, SmscFatalError):
+    """Error 1: the request parameters are wrong (our bug or bad input)."""
+
+
+class SmscAuthError(SmscApiError, SmscFatalError):
+    """Error 2: bad login/password or IP not allowed. Never retry: 5 in 30 min block the IP."""
+
+
+class SmscIpBlockedError(SmscApiError, SmscRetryableError):
+    """Error 4: the caller's IP is blocked for a while (up to 30 min)."""
+
+    retry_after = timedelta(minutes=15)
+    backoff = False
+
+
+class SmscRateLimitedError(SmscApiError, SmscRetryableError):
+    """Error 9: too many requests; the per-minute window must clear first."""
+
+    retry_after = timedelta(seconds=65)
+    backoff = False
+
+
+class SmscUnknownApiError(SmscApiError, SmscFatalError):
+    """An error code this client does not know; kept so a human can look it up."""
+
+
+class SmscReplyError(SmscRetryableError):
+    """The reply is not a well-formed statistics reply (truncated, HTML, bad fields)."""
+
+
+class SmscTransportError(SmscRetryableError):
+    """The request did not get an API answer: timeout, reset, non-200 status."""
+
+
+_API_ERRORS: dict[int, type[SmscApiError]] = {
+    1: SmscParametersError,
+    2: SmscAuthError,
+    4: SmscIpBlockedError,
+    9: SmscRateLimitedError,
+}
+
+
+def api_error(code: int, description: str) -> SmscApiError:
+    """Build the typed error for an SMSC error code."""
+    return _API_ERRORS.get(code, SmscUnknownApiError)(code, description)
