@@ -1,0 +1,1 @@
+"""Developer tooling: local services for the demo, the tests and the benchmark."""
