@@ -1,0 +1,35 @@
+# Two commands for a fresh machine: `make demo` runs the pipeline, `make test` proves it.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-from-pins
+
+.PHONY: demo demo-stop test lint backfill-test venv clean
+
+venv: $(STAMP)
+
+# Rebuild the virtualenv whenever a pin file changes.
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m devtools.demo
+
+demo-stop: $(STAMP)
+	$(BIN)/python -m devtools.demo --stop
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+backfill-test: $(STAMP)
+	$(BIN)/pytest -m backfill
+
+clean:
+	rm -rf $(VENV) .state .mypy_cache .pytest_cache .ruff_cache
