@@ -13,6 +13,8 @@ from smsc_hook.exceptions import SmscConfigError
 
 DEFAULT_HOST = "smsc.ru"
 SUPPORTED_FORMATS = (0, 1, 2, 3)
+#: Longest accepted timeout; far larger values overflow the socket layer instead of waiting.
+MAX_TIMEOUT = 3600.0
 # Reserve hosts the official SMSC client libraries fall over to.
 KNOWN_RESERVE_HOSTS: dict[str, tuple[str, ...]] = {
     "smsc.ru": ("www2.smsc.ru",),
@@ -78,10 +80,11 @@ def base_url(host: str, *, allow_http: bool = False) -> str:
     if "://" not in host:
         host = f"https://{host}"
     parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SmscConfigError(f"connection host {host!r} is not a host name or http(s) URL")
+    # Checked first: every later message quotes the host.
     if parts.username or parts.password or parts.query:
         raise SmscConfigError("connection host must not carry credentials or a query string")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SmscConfigError(f"connection host {host!r} is not a host name or http(s) URL")
     if parts.scheme == "http" and not (allow_http or _is_loopback(parts.hostname)):
         raise SmscConfigError(
             f"connection host {host!r} uses plain http, which would send the password in clear; "
@@ -107,8 +110,8 @@ def _positive_number(extra: Mapping[str, Any], name: str, default: float) -> flo
         raise SmscConfigError(
             f"extra {name!r} must be a number of seconds, got {value!r}"
         ) from None
-    if not number > 0:
-        raise SmscConfigError(f"extra {name!r} must be > 0, got {value!r}")
+    if isinstance(value, bool) or not 0 < number <= MAX_TIMEOUT:
+        raise SmscConfigError(f"extra {name!r} must be > 0 and <= {MAX_TIMEOUT:g}, got {value!r}")
     return number
 
 
@@ -137,9 +140,9 @@ def settings_from_connection(
             extra = json.loads(extra) if extra.strip() else {}
         except json.JSONDecodeError as exc:
             raise SmscConfigError(f"connection extra is not valid JSON: {exc.msg}") from None
-    extra = dict(extra or {})
-    if not isinstance(extra, dict):
+    if not isinstance(extra, Mapping | None):
         raise SmscConfigError("connection extra must be a JSON object")
+    extra = dict(extra or {})
 
     apikey = extra.get("apikey") or None
     if apikey is not None and not isinstance(apikey, str):
@@ -153,11 +156,10 @@ def settings_from_connection(
         )
 
     fmt = extra.get("fmt", 3)
-    try:
+    # int() alone would turn true into 1 and 2.5 into 2.
+    if isinstance(fmt, str) and fmt.strip().isdigit():
         fmt = int(fmt)
-    except (TypeError, ValueError):
-        fmt = -1
-    if fmt not in SUPPORTED_FORMATS:
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt not in SUPPORTED_FORMATS:
         raise SmscConfigError(f"extra 'fmt' must be one of 0, 1, 2, 3, got {extra.get('fmt')!r}")
 
     ca_bundle = extra.get("ca_bundle")

@@ -216,8 +216,12 @@ class SmscHook(BaseHook):
 
     def _post(self, url: str, params: dict[str, str], settings: SmscSettings) -> bytes:
         try:
+            # verify per request: requests lets REQUESTS_CA_BUNDLE override session.verify.
             response = self.session.post(
-                url, data=params, timeout=(settings.connect_timeout, settings.read_timeout)
+                url,
+                data=params,
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                verify=settings.ca_bundle or True,
             )
             body = response.content
         except requests.Timeout:

@@ -1,0 +1,113 @@
+"""``python -m smsc_hook.bootstrap``: make a deployment ready, idempotently, saying what it did.
+
+1. the pool (1 slot) every SMSC call runs in — a task in a missing pool would sit
+   ``scheduled`` forever with only a scheduler warning;
+2. the warehouse migrations;
+3. the SMSC connection: parsed, then (unless ``--no-api-call``) one paced call for
+   yesterday, which proves host, credentials and IP;
+4. the ``smsc_bootstrap`` Variable the DAG checks before it queues API tasks.
+
+Runs where the Airflow CLI runs (it needs the metadata database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+
+from smsc_hook.exceptions import SmscError
+from smsc_hook.settings import BOOTSTRAP_VARIABLE, PipelineSettings
+
+
+def ensure_pool(name: str, slots: int = 1) -> str:
+    """Create or resize the pool; return what happened, for the printout."""
+    from airflow.models import Pool
+
+    existing = Pool.get_pool(name)
+    if existing is not None and existing.slots == slots:
+        return f"pool {name!r}: present ({slots} slot)"
+    Pool.create_or_update_pool(
+        name,
+        slots=slots,
+        description="SMSC get_stat calls, one at a time (see smsc_hook.pacing for the rate)",
+        include_deferred=False,
+    )
+    if existing is None:
+        return f"pool {name!r}: created ({slots} slot)"
+    return f"pool {name!r}: resized from {existing.slots} to {slots} slot"
+
+
+def migrate_warehouse(conn_id: str) -> str:
+    from smsc_hook.db import make_engine, warehouse_url
+    from smsc_hook.migrations import apply_migrations
+
+    engine = make_engine(warehouse_url(conn_id))
+    try:
+        applied = apply_migrations(engine)
+    finally:
+        engine.dispose()
+    where = f"{engine.url.host}:{engine.url.port or 5432}/{engine.url.database}"
+    if applied:
+        return f"warehouse {where}: applied {', '.join(applied)}"
+    return f"warehouse {where}: schema up to date"
+
+
+def check_smsc(settings: PipelineSettings, call_api: bool) -> str:
+    from smsc_hook.db import make_engine, warehouse_url
+    from smsc_hook.hook import SmscHook
+    from smsc_hook.pacing import LedgerPacer
+
+    hook = SmscHook(settings.smsc_conn_id)
+    smsc = hook.settings
+    if not call_api:
+        return f"SMSC connection {settings.smsc_conn_id!r}: {smsc!r} (no API call made)"
+    engine = make_engine(warehouse_url(settings.warehouse_conn_id))
+    try:
+        hook.pacer = LedgerPacer(engine, smsc.account, limit=settings.rate, caller="bootstrap")
+        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        rows = hook.get_stat(yesterday, yesterday)
+    finally:
+        engine.dispose()
+    return (
+        f"SMSC connection {settings.smsc_conn_id!r}: {smsc.base_urls[0]} answered for "
+        f"{yesterday.isoformat()} with {len(rows)} row(s) (account {smsc.account!r})"
+    )
+
+
+def record_bootstrap(settings: PipelineSettings) -> str:
+    from airflow.models import Variable
+
+    Variable.set(
+        BOOTSTRAP_VARIABLE,
+        json.dumps({"pool": settings.pool, "at": datetime.now(UTC).isoformat(timespec="seconds")}),
+        description="Written by python -m smsc_hook.bootstrap; the SMSC DAG checks it",
+    )
+    return f"variable {BOOTSTRAP_VARIABLE!r}: recorded"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m smsc_hook.bootstrap", description=__doc__)
+    parser.add_argument(
+        "--no-api-call", action="store_true", help="check the SMSC connection offline only"
+    )
+    args = parser.parse_args(argv)
+    try:
+        settings = PipelineSettings.from_env()
+        steps = [
+            lambda: ensure_pool(settings.pool),
+            lambda: migrate_warehouse(settings.warehouse_conn_id),
+            lambda: check_smsc(settings, call_api=not args.no_api_call),
+            lambda: record_bootstrap(settings),
+        ]
+        for step in steps:
+            print(f"bootstrap: {step()}", flush=True)
+    except SmscError as exc:
+        print(f"bootstrap failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Pipeline settings from the environment, checked before any API call.
+
+The DAG file reads these at parse time: environment variables cost no I/O (an Airflow
+Variable would be a metadata-database query on every parse). A bad value raises an
+error naming the variable, which Airflow shows as the DAG's import error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+from typing import TypeVar
+
+from smsc_hook.exceptions import SmscConfigError
+from smsc_hook.pacing import DEFAULT_LIMIT, DEFAULT_WINDOW, RateLimit
+from smsc_hook.windows import DEFAULT_LOOKBACK_DAYS, check_lookback, parse_run_at, zone
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_TIMEZONE = "Europe/Moscow"
+DEFAULT_RUN_AT = "03:00"
+DEFAULT_START_DATE = date(2026, 1, 1)
+DEFAULT_POOL = "smsc_api"
+DEFAULT_SMSC_CONN_ID = "smsc_default"
+DEFAULT_WAREHOUSE_CONN_ID = "smsc_warehouse"
+#: Airflow Variable written by the bootstrap; the DAG checks it before queueing API tasks.
+BOOTSTRAP_VARIABLE = "smsc_bootstrap"
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Everything a deployment may change without editing code."""
+
+    timezone: str = DEFAULT_TIMEZONE
+    run_at: time = time(3, 0)
+    start_date: date = DEFAULT_START_DATE
+    lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    catchup: bool = False
+    smsc_conn_id: str = DEFAULT_SMSC_CONN_ID
+    warehouse_conn_id: str = DEFAULT_WAREHOUSE_CONN_ID
+    pool: str = DEFAULT_POOL
+    rate_limit: int = DEFAULT_LIMIT
+    rate_window_seconds: float = DEFAULT_WINDOW.total_seconds()
+
+    @property
+    def rate(self) -> RateLimit:
+        return RateLimit(self.rate_limit, timedelta(seconds=self.rate_window_seconds))
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, today: date | None = None
+    ) -> PipelineSettings:
+        """Read ``SMSC_*`` variables; unset ones keep their defaults."""
+        env = os.environ if env is None else env
+        tz_name = env.get("SMSC_TIMEZONE", DEFAULT_TIMEZONE).strip()
+        _named("SMSC_TIMEZONE", zone, tz_name)
+        start = _named(
+            "SMSC_START_DATE",
+            date.fromisoformat,
+            env.get("SMSC_START_DATE", DEFAULT_START_DATE.isoformat()),
+        )
+        today = today or date.today()  # noqa: DTZ011 (a calendar date, compared loosely)
+        if start > today:
+            raise SmscConfigError(f"SMSC_START_DATE {start.isoformat()} is in the future")
+        lookback = _named(
+            "SMSC_LOOKBACK_DAYS", int, env.get("SMSC_LOOKBACK_DAYS", str(DEFAULT_LOOKBACK_DAYS))
+        )
+        _named("SMSC_LOOKBACK_DAYS", check_lookback, lookback)
+        settings = cls(
+            timezone=tz_name,
+            run_at=_named(
+                "SMSC_SCHEDULE_TIME", parse_run_at, env.get("SMSC_SCHEDULE_TIME", DEFAULT_RUN_AT)
+            ),
+            start_date=start,
+            lookback_days=lookback,
+            catchup=_named("SMSC_CATCHUP", _boolean, env.get("SMSC_CATCHUP", "false")),
+            smsc_conn_id=_identifier("SMSC_CONN_ID", env.get("SMSC_CONN_ID", DEFAULT_SMSC_CONN_ID)),
+            warehouse_conn_id=_identifier(
+                "SMSC_WAREHOUSE_CONN_ID",
+                env.get("SMSC_WAREHOUSE_CONN_ID", DEFAULT_WAREHOUSE_CONN_ID),
+            ),
+            pool=_identifier("SMSC_POOL", env.get("SMSC_POOL", DEFAULT_POOL)),
+            rate_limit=_named(
+                "SMSC_RATE_LIMIT", int, env.get("SMSC_RATE_LIMIT", str(DEFAULT_LIMIT))
+            ),
+            rate_window_seconds=_named(
+                "SMSC_RATE_WINDOW_SECONDS",
+                float,
+                env.get("SMSC_RATE_WINDOW_SECONDS", str(DEFAULT_WINDOW.total_seconds())),
+            ),
+        )
+        _named("SMSC_RATE_LIMIT / SMSC_RATE_WINDOW_SECONDS", lambda s: s.rate, settings)
+        return settings
+
+
+def _named(variable: str, convert: Callable[[T], R], value: T) -> R:
+    try:
+        return convert(value)
+    except (SmscConfigError, ValueError) as exc:
+        raise SmscConfigError(f"{variable}={value!r} is invalid: {exc}") from None
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _identifier(variable: str, value: str) -> str:
+    value = value.strip()
+    if not value or any(ch.isspace() for ch in value):
+        raise SmscConfigError(f"{variable}={value!r} is invalid: expected a non-empty id")
+    return value
