@@ -74,11 +74,12 @@ def _is_loopback(hostname: str) -> bool:
 
 def base_url(host: str, *, allow_http: bool = False) -> str:
     """``smsc.ru`` → ``https://smsc.ru``; a full URL is kept (plain http only for loopback)."""
-    host = host.strip().rstrip("/")
+    host = host.strip()
     if not host:
         raise SmscConfigError("connection host is empty")
     if "://" not in host:
         host = f"https://{host}"
+    host = host.rstrip("/")
     parts = urlsplit(host)
     # Checked first: every later message quotes the host.
     if parts.username or parts.password or parts.query:
@@ -115,10 +116,11 @@ def _positive_number(extra: Mapping[str, Any], name: str, default: float) -> flo
     return number
 
 
-def _reserve_hosts(extra: Mapping[str, Any], primary: str) -> tuple[str, ...]:
+def _reserve_hosts(extra: Mapping[str, Any], primary_url: str) -> tuple[str, ...]:
     value = extra.get("reserve_hosts")
     if value is None:
-        return KNOWN_RESERVE_HOSTS.get(primary.strip().lower(), ())
+        # Keyed by the normalised URL, so "smsc.ru/" and "https://smsc.ru" get them too.
+        return KNOWN_RESERVE_HOSTS.get(primary_url.lower().removeprefix("https://"), ())
     if isinstance(value, str):
         return tuple(h.strip() for h in value.split(",") if h.strip())
     if isinstance(value, list) and all(isinstance(h, str) for h in value):
@@ -169,10 +171,10 @@ def settings_from_connection(
             "point extra 'ca_bundle' at a CA file for a private certificate"
         )
     allow_http = _flag(extra, "allow_http", False)
-    primary = host or DEFAULT_HOST
-    hosts = (primary, *_reserve_hosts(extra, primary))
+    primary = base_url(host or DEFAULT_HOST, allow_http=allow_http)
+    reserves = (base_url(h, allow_http=allow_http) for h in _reserve_hosts(extra, primary))
     return SmscSettings(
-        base_urls=tuple(base_url(h, allow_http=allow_http) for h in hosts),
+        base_urls=(primary, *reserves),
         login=login or None,
         password=password or None,
         apikey=apikey,

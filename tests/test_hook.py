@@ -1,0 +1,592 @@
+"""Tests for SmscHook against the SMSC simulator over real HTTP: data, errors, failover, secrets."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+import re
+import socket
+import ssl
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import ExitStack, suppress
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import certifi
+import pytest
+import structlog
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from devtools.simulator_process import RunningSimulator, running_simulator
+from smsc_hook.exceptions import (
+    SmscAuthError,
+    SmscFatalError,
+    SmscIpBlockedError,
+    SmscParametersError,
+    SmscRateLimitedError,
+    SmscReplyError,
+    SmscRetryableError,
+    SmscTransportError,
+    SmscUnknownApiError,
+)
+from smsc_hook.hook import SmscHook
+from tests.conftest import SIM_TODAY
+
+CONN_ID = "smsc_test"
+CONN_ENV = "AIRFLOW_CONN_SMSC_TEST"
+DAY = SIM_TODAY - timedelta(days=1)
+MONTH = (date(2026, 10, 1), DAY)
+DEMO_PASSWORD = "demo-password"
+# The "echo" account has subclients named like its secrets, so a reply carries them.
+ECHO_PASSWORD = "echo-secret-pw"
+ECHO_APIKEY = "echo-secret-key"
+ACCOUNTS = [
+    {
+        "login": "demo",
+        "password": DEMO_PASSWORD,
+        "apikey": "demo-apikey",
+        "subclients": ["demo-shop", "demo-news"],
+        "currency": "RUB",
+    },
+    {"login": "acme", "password": "acme-password", "subclients": ["acme-eu"], "currency": "KZT"},
+    {
+        "login": "echo",
+        "password": ECHO_PASSWORD,
+        "apikey": ECHO_APIKEY,
+        "subclients": [ECHO_PASSWORD, ECHO_APIKEY],
+        "currency": "RUB",
+    },
+]
+
+
+# --- fixtures and helpers ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_simulator(tmp_path_factory) -> Iterator[RunningSimulator]:
+    """One simulator for the module, with a high rate limit so tests can call freely."""
+    accounts = tmp_path_factory.mktemp("simulator") / "accounts.json"
+    accounts.write_text(json.dumps(ACCOUNTS), encoding="utf-8")
+    args = ("--quiet", "--today", SIM_TODAY.isoformat(), "--rate-limit", "1000")
+    with running_simulator(*args, "--accounts", str(accounts)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(shared_simulator: RunningSimulator) -> RunningSimulator:
+    """The shared simulator with no faults, limits, blocks or logged requests left over."""
+    shared_simulator.control.reset()
+    return shared_simulator
+
+
+@pytest.fixture
+def connect(monkeypatch):
+    """Build an SmscHook on a connection defined through ``AIRFLOW_CONN_SMSC_TEST``."""
+
+    def connect(host, *, login="demo", password=DEMO_PASSWORD, pacer=None, **extra) -> SmscHook:
+        conn = {"conn_type": "smsc", "host": host, "login": login, "password": password}
+        monkeypatch.setenv(CONN_ENV, json.dumps({**conn, "extra": extra}))
+        return SmscHook(CONN_ID, pacer=pacer)
+
+    return connect
+
+
+@pytest.fixture
+def closed_urls() -> Iterator[list[str]]:
+    """Three loopback URLs whose ports are bound but not listening: connections are refused."""
+    with ExitStack() as stack:
+        urls = []
+        for _ in range(3):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            urls.append(f"http://127.0.0.1:{sock.getsockname()[1]}")
+        yield urls
+
+
+@pytest.fixture
+def logs(caplog) -> Iterator[list[dict]]:
+    """Hook log entries (structlog) while the test runs; stdlib logs go to caplog at DEBUG."""
+    caplog.set_level(logging.DEBUG)
+    with structlog.testing.capture_logs() as entries:
+        yield entries
+
+
+def as_dicts(rows) -> list[dict]:
+    """StatRows in the shape ``SimulatorControl.truth`` returns."""
+    return [dataclasses.asdict(row) for row in rows]
+
+
+def other_name(url: str) -> str:
+    """The same simulator under another host name, so failover would show up in its log."""
+    return url.replace("127.0.0.1", "localhost")
+
+
+def error_texts(exc: BaseException) -> str:
+    """Everything a log or UI could show of an exception, its causes and contexts included."""
+    texts = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        texts += [str(seen), repr(seen), *traceback.format_exception(seen)]
+        seen = seen.__cause__ or seen.__context__
+    return "\n".join(texts)
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One reserved call as a pacer saw it, and every outcome it was told."""
+
+    start: date
+    end: date
+    base_url: str
+    outcomes: list[tuple[str, int | None]] = dataclasses.field(default_factory=list)
+
+    def finish(self, outcome: str, error_code: int | None = None) -> None:
+        self.outcomes.append((outcome, error_code))
+
+
+class RecordingPacer:
+    """A CallPacer that grants every call and remembers it."""
+
+    def __init__(self) -> None:
+        self.attempts: list[Attempt] = []
+
+    def reserve(self, start: date, end: date, base_url: str) -> Attempt:
+        attempt = Attempt(start, end, base_url)
+        self.attempts.append(attempt)
+        return attempt
+
+
+class RefusingPacer:
+    """A CallPacer that never grants a call, like a full ledger would."""
+
+    def reserve(self, start: date, end: date, base_url: str) -> Attempt:
+        raise RuntimeError("no slot")
+
+
+# --- data matches the simulator's ground truth -------------------------------------------------
+
+
+def test_one_day_matches_truth(sim, connect):
+    """A one-day window returns exactly the simulator's rows for that day."""
+    rows = connect(sim.url).get_stat(DAY, DAY)
+    assert as_dicts(rows) == sim.control.truth("demo", DAY, DAY)
+
+
+def test_range_matches_truth(sim, connect):
+    """A month returns the month's totals per login, subclients included."""
+    expected = sim.control.truth("demo", *MONTH)
+    assert len(expected) == 3
+    assert as_dicts(connect(sim.url).get_stat(*MONTH)) == expected
+
+
+def test_omitted_end_runs_to_the_servers_today(sim, connect):
+    """Without ``end`` no end is sent, and the server answers up to its today."""
+    start = date(2026, 11, 1)
+    rows = connect(sim.url).get_stat(start)
+    assert as_dicts(rows) == sim.control.truth("demo", start, SIM_TODAY)
+    assert "end" not in sim.control.requests()[0]["body_params"]
+
+
+@pytest.mark.parametrize("fmt", [0, 1, 2, 3], ids=["text", "comma", "xml", "json"])
+def test_every_format_matches_truth(sim, connect, fmt):
+    """Each reply format gives the same rows."""
+    rows = connect(sim.url, fmt=fmt).get_stat(*MONTH)
+    assert as_dicts(rows) == sim.control.truth("demo", *MONTH)
+    assert sim.control.requests()[0]["body_params"]["fmt"] == str(fmt)
+
+
+@pytest.mark.parametrize(
+    ("mycur", "balance2", "currency"),
+    [
+        pytest.param(True, False, "KZT", id="own-currency-main"),
+        pytest.param(False, False, "RUR", id="roubles-main"),
+        pytest.param(True, True, "KZT", id="own-currency-balance2"),
+        pytest.param(False, True, "RUR", id="roubles-balance2"),
+    ],
+)
+def test_currency_and_balance_options(sim, connect, mycur, balance2, currency):
+    """``mycur`` and ``balance2`` reach the server and select the matching series."""
+    hook = connect(sim.url, login="acme", password="acme-password", mycur=mycur, balance2=balance2)
+    expected = sim.control.truth("acme", *MONTH, balance2=balance2, mycur=mycur)
+    if (mycur, balance2) != (True, False):
+        assert expected != sim.control.truth("acme", *MONTH)  # the option changes the answer
+    rows = hook.get_stat(*MONTH)
+    assert as_dicts(rows) == expected
+    assert {row.currency for row in rows} == {currency}
+    sent = sim.control.requests()[0]["body_params"]
+    assert (sent.get("mycur"), sent.get("balance2")) == (
+        "1" if mycur else None,
+        "1" if balance2 else None,
+    )
+
+
+def test_apikey_authenticates_instead_of_password(sim, connect):
+    """With extra apikey only the apikey is sent, and it opens the account."""
+    rows = connect(sim.url, password=None, apikey="demo-apikey").get_stat(DAY, DAY)
+    assert as_dicts(rows) == sim.control.truth("demo", DAY, DAY)
+    sent = sim.control.requests()[0]["body_params"]
+    assert sent["apikey"] == "***"
+    assert "psw" not in sent
+    assert "login" not in sent
+
+
+def test_request_is_a_post_with_a_form_body(sim, connect):
+    """Every parameter, credentials included, travels in a urlencoded POST body."""
+    connect(sim.url).get_stat(DAY, DAY)
+    [request] = sim.control.requests()
+    assert request["method"] == "POST"
+    assert request["path"] == "/sys/get.php"
+    assert request["url_params"] == {}
+    assert request["secret_in_url"] is False
+    assert request["body_params"] == {
+        "get_stat": "1",
+        "start": "09.11.2026",
+        "end": "09.11.2026",
+        "fmt": "3",
+        "charset": "utf-8",
+        "login": "demo",
+        "psw": "***",
+        "mycur": "1",
+    }
+
+
+def test_real_rate_limit_refuses_the_fourth_call(simulator, connect):
+    """Against real limits (3 a minute) three calls pass and the fourth is error 9."""
+    hook = connect(simulator.url)
+    for _ in range(3):
+        hook.get_stat(DAY, DAY)
+    with pytest.raises(SmscRateLimitedError) as error:
+        hook.get_stat(DAY, DAY)
+    assert error.value.code == 9
+    assert [r["outcome"] for r in simulator.control.requests()] == ["ok"] * 3 + ["error"]
+
+
+# --- API errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "error_type", "least_wait"),
+    [
+        pytest.param(1, SmscParametersError, None, id="parameters"),
+        pytest.param(2, SmscAuthError, None, id="auth-failed"),
+        pytest.param(4, SmscIpBlockedError, timedelta(minutes=10), id="ip-blocked"),
+        pytest.param(9, SmscRateLimitedError, timedelta(seconds=60), id="rate-limited"),
+        pytest.param(77, SmscUnknownApiError, None, id="unknown-code"),
+    ],
+)
+def test_api_error_raises_typed_error_without_failover(sim, connect, code, error_type, least_wait):
+    """An error reply raises its own type with the code; the reserve host is not tried."""
+    sim.control.set_faults([{"kind": "error", "code": code, "count": 1}])
+    hook = connect(sim.url, reserve_hosts=[other_name(sim.url)])
+    with pytest.raises(error_type) as error:
+        hook.get_stat(DAY, DAY)
+    assert error.value.code == code
+    if least_wait is None:
+        assert isinstance(error.value, SmscFatalError)
+        assert not isinstance(error.value, SmscRetryableError)
+    else:
+        assert isinstance(error.value, SmscRetryableError)
+        assert error.value.retry_after >= least_wait
+    assert len(sim.control.requests()) == 1
+
+
+@pytest.mark.parametrize("fmt", [0, 1, 2, 3], ids=["text", "comma", "xml", "json"])
+def test_api_error_is_read_in_every_format(sim, connect, fmt):
+    """The error reply of each format becomes the same typed error."""
+    sim.control.set_faults([{"kind": "error", "code": 9, "count": 1}])
+    with pytest.raises(SmscRateLimitedError) as error:
+        connect(sim.url, fmt=fmt).get_stat(DAY, DAY)
+    assert error.value.code == 9
+
+
+def test_wrong_password_is_an_auth_error_that_hides_it(sim, connect, logs, caplog):
+    """The server's own auth refusal is error 2, sent once, with the password nowhere."""
+    hook = connect(sim.url, password="wrong-secret-pw", reserve_hosts=[other_name(sim.url)])
+    with pytest.raises(SmscAuthError) as error:
+        hook.get_stat(DAY, DAY)
+    assert error.value.code == 2
+    assert len(sim.control.requests()) == 1
+    assert "wrong-secret-pw" not in error_texts(error.value)
+    assert "wrong-secret-pw" not in repr(logs) + caplog.text
+
+
+# --- transport faults and failover -----------------------------------------------------------
+
+TRANSPORT = SmscTransportError
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_type", "message"),
+    [
+        pytest.param({"kind": "timeout", "seconds": 2}, TRANSPORT, "timed out", id="timeout"),
+        pytest.param({"kind": "reset"}, TRANSPORT, "ConnectionError", id="reset"),
+        pytest.param({"kind": "http", "status": 500}, TRANSPORT, "HTTP 500", id="http-500"),
+        pytest.param({"kind": "http", "status": 502}, TRANSPORT, "HTTP 502", id="http-502"),
+        pytest.param({"kind": "html"}, SmscReplyError, "HTML", id="html-page"),
+        pytest.param({"kind": "truncated"}, SmscReplyError, "JSON truncated", id="truncated"),
+    ],
+)
+def test_transport_fault_raises_retryable_error(sim, connect, fault, error_type, message):
+    """Network, proxy and garbled-reply faults raise retryable errors that say what happened."""
+    sim.control.set_faults([{**fault, "count": 1}])
+    with pytest.raises(error_type, match=message) as error:
+        connect(sim.url, timeout=0.3).get_stat(DAY, DAY)
+    assert isinstance(error.value, SmscRetryableError)
+    if error_type is TRANSPORT:
+        assert sim.url in str(error.value)
+    assert len(sim.control.requests()) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param({"kind": "timeout", "seconds": 2}, id="timeout"),
+        pytest.param({"kind": "reset"}, id="reset"),
+        pytest.param({"kind": "http", "status": 502}, id="http-502"),
+    ],
+)
+def test_transport_fault_falls_over_to_reserve_host(sim, connect, logs, fault):
+    """After a transport fault on the primary the reserve host answers, with a warning."""
+    sim.control.set_faults([{**fault, "count": 1}])
+    reserve = other_name(sim.url)
+    reply = connect(sim.url, timeout=0.3, reserve_hosts=[reserve]).fetch_stat(DAY, DAY)
+    assert as_dicts(reply.rows) == sim.control.truth("demo", DAY, DAY)
+    assert reply.base_url == reserve
+    assert [r["outcome"] for r in sim.control.requests()] == ["fault", "ok"]
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert len(warnings) == 1
+    assert sim.url in warnings[0]
+
+
+def test_closed_primary_falls_over_to_reserve_host(sim, connect, closed_urls, logs):
+    """A refused connection on the primary moves on to the reserve host and warns."""
+    reply = connect(closed_urls[0], reserve_hosts=[sim.url]).fetch_stat(DAY, DAY)
+    assert as_dicts(reply.rows) == sim.control.truth("demo", DAY, DAY)
+    assert reply.base_url == sim.url
+    assert len(sim.control.requests()) == 1
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert len(warnings) == 1
+    assert closed_urls[0] in warnings[0]
+
+
+def test_all_hosts_failing_names_every_host(connect, closed_urls):
+    """When no host answers the error is a transport error listing each host tried."""
+    hook = connect(closed_urls[0], reserve_hosts=closed_urls[1:])
+    with pytest.raises(SmscTransportError, match="all SMSC hosts failed") as error:
+        hook.get_stat(DAY, DAY)
+    for url in closed_urls:
+        assert url in str(error.value)
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secret", "auth"),
+    [
+        pytest.param(ECHO_PASSWORD, {"password": ECHO_PASSWORD}, id="password"),
+        pytest.param(ECHO_APIKEY, {"password": None, "apikey": ECHO_APIKEY}, id="apikey"),
+    ],
+)
+def test_raw_reply_has_secrets_redacted(sim, connect, secret, auth):
+    """A secret echoed by the server is masked in ``raw``; the parsed rows are untouched."""
+    assert secret in [r["login"] for r in sim.control.truth("echo", *MONTH)]
+    reply = connect(sim.url, login="echo", **auth).fetch_stat(*MONTH)
+    assert secret in [row.login for row in reply.rows]
+    assert secret.encode() not in reply.raw
+    assert b'"login": "***"' in reply.raw
+
+
+def test_password_is_nowhere_across_outcomes(sim, connect, closed_urls, logs, caplog):
+    """Success, failover, API error and transport error leave no password in any output."""
+    hook = connect(closed_urls[0], login="echo", password=ECHO_PASSWORD, reserve_hosts=[sim.url])
+    reply = hook.fetch_stat(*MONTH)
+    errors = []
+    for fault in ({"kind": "error", "code": 2}, {"kind": "reset"}, {"kind": "truncated"}):
+        sim.control.set_faults([{**fault, "count": 1}])
+        with pytest.raises((SmscAuthError, SmscTransportError, SmscReplyError)) as error:
+            hook.fetch_stat(*MONTH)
+        errors.append(error.value)
+    assert len(logs) >= 2  # a failover warning and an info line at least
+    assert ECHO_PASSWORD not in repr(logs) + caplog.text
+    assert ECHO_PASSWORD.encode() not in reply.raw
+    for error_value in errors:
+        assert ECHO_PASSWORD not in error_texts(error_value)
+    requests_log = sim.control.requests()
+    assert len(requests_log) == 4
+    assert not any(r["secret_in_url"] for r in requests_log)
+    assert all(r["method"] == "POST" for r in requests_log)
+    assert ECHO_PASSWORD not in json.dumps(requests_log)
+    assert ECHO_PASSWORD not in repr(hook.settings)
+
+
+# --- pacing ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("faults", "closed_primary", "outcomes"),
+    [
+        pytest.param([], False, [("sim", [("ok", None)])], id="ok"),
+        pytest.param(
+            [{"kind": "error", "code": 9}], False, [("sim", [("api_error", 9)])], id="api-error"
+        ),
+        pytest.param([{"kind": "html"}], False, [("sim", [("bad_reply", None)])], id="bad-reply"),
+        pytest.param(
+            [{"kind": "http", "status": 503}],
+            False,
+            [("sim", [("transport_error", None)])],
+            id="transport-error",
+        ),
+        pytest.param(
+            [],
+            True,
+            [("closed", [("transport_error", None)]), ("sim", [("ok", None)])],
+            id="failover",
+        ),
+    ],
+)
+def test_pacer_reserves_each_attempt_and_hears_its_outcome(
+    sim, connect, closed_urls, faults, closed_primary, outcomes
+):
+    """Each HTTP attempt is reserved once, for the window and host, and finished once."""
+    sim.control.set_faults([{**f, "count": 1} for f in faults])
+    pacer = RecordingPacer()
+    hosts = [closed_urls[0], sim.url] if closed_primary else [sim.url]
+    hook = connect(hosts[0], reserve_hosts=hosts[1:], pacer=pacer)
+    with suppress(SmscRateLimitedError, SmscReplyError, SmscTransportError):
+        hook.get_stat(*MONTH)
+    names = {closed_urls[0]: "closed", sim.url: "sim"}
+    assert [(names[a.base_url], a.outcomes) for a in pacer.attempts] == outcomes
+    assert all((a.start, a.end) == MONTH for a in pacer.attempts)
+    assert len(sim.control.requests()) == sum(name == "sim" for name, _ in outcomes)
+
+
+def test_pacer_refusal_stops_the_request(sim, connect):
+    """When the pacer grants no slot nothing is sent."""
+    with pytest.raises(RuntimeError, match="no slot"):
+        connect(sim.url, pacer=RefusingPacer()).get_stat(DAY, DAY)
+    assert sim.control.requests() == []
+
+
+def test_end_before_start_fails_before_any_request(sim, connect):
+    """A reversed window is a ValueError raised before pacing or HTTP."""
+    pacer = RecordingPacer()
+    with pytest.raises(ValueError, match="before start"):
+        connect(sim.url, pacer=pacer).get_stat(DAY, DAY - timedelta(days=1))
+    assert pacer.attempts == []
+    assert sim.control.requests() == []
+
+
+# --- Airflow's test_connection --------------------------------------------------------------
+
+
+def test_test_connection_reports_success_and_failure(sim, connect):
+    """The UI's connection test says yes for good credentials and no, without the secret, else."""
+    ok, message = connect(sim.url).test_connection()
+    assert ok is True
+    assert re.fullmatch(r"SMSC answered with [1-9][0-9]* row\(s\)", message)
+    ok, message = connect(sim.url, password="wrong-secret-pw").test_connection()
+    assert ok is False
+    assert "error 2" in message
+    assert "wrong-secret-pw" not in message
+
+
+# --- TLS ---------------------------------------------------------------------------------------
+
+TLS_REPLY = b'[{"login": "demo", "cnt": 1, "credit": "2.50", "debit": "0.00", "currency": "RUB"}]'
+
+
+class _FixedReply(BaseHTTPRequestHandler):
+    """Answers every POST with one fixed row: the TLS tests are about the handshake only."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(TLS_REPLY)))
+        self.end_headers()
+        self.wfile.write(TLS_REPLY)
+
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """An HTTPS server with a self-signed certificate: its URL and the certificate file."""
+    cert_path, key_path = _self_signed(tmp_path_factory.mktemp("tls"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FixedReply)
+    server.daemon_threads = True
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert_path
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def env_ca_bundle(monkeypatch) -> None:
+    """A process-wide CA bundle as many images set, which requests prefers over session.verify."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    monkeypatch.setenv("CURL_CA_BUNDLE", certifi.where())
+
+
+@pytest.mark.usefixtures("env_ca_bundle")
+def test_ca_bundle_extra_trusts_a_private_certificate(tls_server, connect):
+    """extra ca_bundle is used for verification even when REQUESTS_CA_BUNDLE is set."""
+    url, cert_path = tls_server
+    rows = connect(url, ca_bundle=str(cert_path), timeout=5).get_stat(DAY, DAY)
+    assert [row.login for row in rows] == ["demo"]
+
+
+@pytest.mark.usefixtures("env_ca_bundle")
+def test_unknown_certificate_is_refused(tls_server, connect):
+    """Without a matching CA the self-signed certificate fails verification: no plain fallback."""
+    url, _ = tls_server
+    with pytest.raises(SmscTransportError, match="SSLError"):
+        connect(url, timeout=5).get_stat(DAY, DAY)
