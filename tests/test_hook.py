@@ -19,6 +19,7 @@ from pathlib import Path
 
 import certifi
 import pytest
+import requests
 import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -384,6 +385,24 @@ def test_all_hosts_failing_names_every_host(connect, closed_urls):
         hook.get_stat(DAY, DAY)
     for url in closed_urls:
         assert url in str(error.value)
+
+
+def test_transport_error_does_not_carry_the_request(connect, closed_urls):
+    """The requests exception holds the form body (password included): it is not chained."""
+    hook = connect(closed_urls[0])
+    with pytest.raises(SmscTransportError) as error:
+        hook.get_stat(DAY, DAY)
+    chain = [error.value, *_chain(error.value)]
+    assert not any(isinstance(exc, requests.RequestException) for exc in chain), chain
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current = exc.__cause__ or exc.__context__
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
 
 
 # --- secrets -----------------------------------------------------------------------------------

@@ -215,6 +215,7 @@ class SmscHook(BaseHook):
         )
 
     def _post(self, url: str, params: dict[str, str], settings: SmscSettings) -> bytes:
+        fault: str | None = None
         try:
             # verify per request: requests lets REQUESTS_CA_BUNDLE override session.verify.
             response = self.session.post(
@@ -225,9 +226,13 @@ class SmscHook(BaseHook):
             )
             body = response.content
         except requests.Timeout:
-            raise SmscTransportError(f"timed out talking to {url}") from None
+            fault = f"timed out talking to {url}"
         except requests.RequestException as exc:
-            raise SmscTransportError(f"{type(exc).__name__} talking to {url}") from None
+            fault = f"{type(exc).__name__} talking to {url}"
+        # Raised outside the except block: the requests exception (which holds the
+        # prepared request, password included) must not ride along as __context__.
+        if fault is not None:
+            raise SmscTransportError(fault)
         if response.status_code != 200:
             raise SmscTransportError(f"HTTP {response.status_code} from {url}")
         return body
