@@ -14,7 +14,8 @@ from datetime import datetime, time
 
 from airflow.sdk import DAG, Asset, task
 
-from smsc_hook.operator import SmscStatsToPostgresOperator
+from smsc_hook.operator import DEFAULT_RETRIES, SmscStatsToPostgresOperator
+from smsc_hook.retry import SmscRetryPolicy
 from smsc_hook.settings import PipelineSettings
 from smsc_hook.timetable import SmscDailyTimetable
 from smsc_hook.windows import zone
@@ -46,6 +47,8 @@ with DAG(
         smsc_conn_id=SETTINGS.smsc_conn_id,
         postgres_conn_id=SETTINGS.warehouse_conn_id,
         pool=SETTINGS.pool,
+        retries=DEFAULT_RETRIES,
+        retry_policy=SmscRetryPolicy(),
         rate_limit=SETTINGS.rate_limit,
         rate_window=SETTINGS.rate.window,
         timezone=SETTINGS.timezone,

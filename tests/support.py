@@ -1,0 +1,96 @@
+"""Helpers shared by the Airflow-level tests: connections, ground truth, ledger checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from simulator.control import SimulatorControl
+
+DAG_ID = "smsc_daily_stats"
+ACCOUNT = "demo"
+PASSWORD = "demo-password"
+
+
+def airflow_connections(
+    simulator_url: str, warehouse_url: str, *, password: str = PASSWORD, **extra: Any
+) -> dict[str, dict[str, Any]]:
+    """``AIRFLOW_CONN_*`` payloads for the simulator and a throwaway warehouse database."""
+    url = make_url(warehouse_url)
+    return {
+        "smsc_default": {
+            "conn_type": "smsc",
+            "host": simulator_url,
+            "login": ACCOUNT,
+            "password": password,
+            "extra": extra,
+        },
+        "smsc_warehouse": {
+            "conn_type": "postgres",
+            "host": url.host,
+            "port": url.port or 5432,
+            "schema": url.database,
+            "login": url.username,
+            "password": url.password or "",
+        },
+    }
+
+
+def truth_rows(control: SimulatorControl, day: date, account: str = ACCOUNT) -> set[tuple]:
+    """What the simulator says ``day`` holds, as comparable tuples."""
+    return {
+        (r["login"], r["cnt"], r["credit"], r["debit"], r["currency"])
+        for r in control.truth(account, day, day)
+    }
+
+
+def stored_rows(warehouse_url: str, day: date, account: str = ACCOUNT) -> set[tuple]:
+    """What ``smsc.daily_stats`` (the BI view) holds for ``day``."""
+    engine = create_engine(warehouse_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT login, cnt, credit, debit, currency FROM smsc.daily_stats"
+                    " WHERE account = :account AND series = 'main' AND stat_date = :day"
+                ),
+                {"account": account, "day": day},
+            ).all()
+    finally:
+        engine.dispose()
+    return {tuple(row) for row in rows}
+
+
+def query(warehouse_url: str, sql: str, **params: Any) -> list[Any]:
+    engine = create_engine(warehouse_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params).all())
+    finally:
+        engine.dispose()
+
+
+def most_starts_in_window(starts: Iterable[datetime | float], window: timedelta) -> int:
+    """The largest number of ``starts`` inside any half-open rolling ``window``."""
+    points = sorted(s.timestamp() if isinstance(s, datetime) else s for s in starts)
+    width = window.total_seconds()
+    best = 0
+    for i, first in enumerate(points):
+        inside = sum(1 for p in points[i:] if p - first < width)
+        best = max(best, inside)
+    return best
+
+
+def overlapping(intervals: Sequence[tuple[datetime, datetime]]) -> list[tuple]:
+    """Intervals ``(start, end)`` that begin before an earlier-started one has ended."""
+    found = []
+    latest_end: datetime | None = None
+    for start, end in sorted(intervals):
+        if latest_end is not None and start < latest_end:
+            found.append((start, end))
+        latest_end = end if latest_end is None else max(latest_end, end)
+    return found

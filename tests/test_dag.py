@@ -1,0 +1,203 @@
+"""The DAG through real Airflow: integrity, `airflow dags test` per day, the error policy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from devtools.airflow_stack import REPO_ROOT, AirflowStack
+from devtools.simulator_process import RunningSimulator
+from tests.support import (
+    DAG_ID,
+    PASSWORD,
+    airflow_connections,
+    query,
+    stored_rows,
+    truth_rows,
+)
+
+DAY = date(2026, 11, 5)
+PARSE_SCRIPT = textwrap.dedent(
+    """
+    import runpy, sys, time, warnings
+    warnings.simplefilter("error", DeprecationWarning)
+    import airflow.sdk  # what the dag-processor has imported before it parses our file
+    events = []
+    watched = ("socket.connect", "socket.getaddrinfo", "subprocess.Popen", "sqlite3.connect")
+    sys.addaudithook(lambda event, args: events.append(event) if event in watched else None)
+    started = time.perf_counter()
+    namespace = runpy.run_path(sys.argv[1])
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    runpy.run_path(sys.argv[1])
+    again = time.perf_counter() - started
+    dag = namespace["dag"]
+    print("PARSE", round(first, 3), round(again, 3))
+    print("IO", sorted(set(events)))
+    print("TASKS", sorted(dag.task_dict))
+    """
+)
+
+
+def parse_dag_file(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PARSE_SCRIPT, str(REPO_ROOT / "dags" / "smsc_daily_stats.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMSC_", "AIRFLOW"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "plugins"), str(REPO_ROOT)])
+    env.update(overrides)
+    return env
+
+
+def test_dag_file_parses_without_io_or_deprecation_warnings(tmp_path: Path) -> None:
+    """No network, database or subprocess at parse time; parse time is printed."""
+    result = parse_dag_file(clean_env(AIRFLOW_HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    print(f"\nDAG file parse: first {lines['PARSE']} s (cold, second)")
+    assert lines["IO"] == "[]", f"I/O at parse time: {lines['IO']}"
+    assert lines["TASKS"] == "['load_day', 'plan_days', 'publish']"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        pytest.param("SMSC_TIMEZONE", "Mars/Olympus_Mons", id="bad-time-zone"),
+        pytest.param("SMSC_START_DATE", "2999-01-01", id="future-start-date"),
+        pytest.param("SMSC_START_DATE", "01.01.2026", id="start-date-format"),
+        pytest.param("SMSC_LOOKBACK_DAYS", "-1", id="negative-lookback"),
+        pytest.param("SMSC_SCHEDULE_TIME", "25:00", id="bad-run-time"),
+    ],
+)
+def test_bad_configuration_fails_the_parse_naming_the_setting(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    result = parse_dag_file(clean_env(AIRFLOW_HOME=str(tmp_path), **{variable: value}))
+    assert result.returncode != 0
+    assert "SmscConfigError" in result.stderr
+    assert variable in result.stderr.splitlines()[-1]
+
+
+def test_dag_shape_pool_retry_policy_and_asset() -> None:
+    """Loads run in the smsc_api pool under the SMSC retry policy; success emits the asset."""
+    import runpy
+
+    namespace = runpy.run_path(str(REPO_ROOT / "dags" / "smsc_daily_stats.py"))
+    dag = namespace["dag"]
+    load = dag.task_dict["load_day"]
+    assert load.partial_kwargs["pool"] == "smsc_api"
+    assert type(load.partial_kwargs["retry_policy"]).__name__ == "SmscRetryPolicy"
+    assert type(dag.timetable).__name__ == "SmscDailyTimetable"
+    assert [a.name for a in dag.task_dict["publish"].outlets] == ["smsc.daily_stats"]
+    assert dag.task_dict["plan_days"].pool == "default_pool"
+
+
+# --- airflow dags test against the simulator and a throwaway warehouse --------------------
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowStack:
+    """An initialised Airflow home (SQLite metadata); no services: dags test runs in-process."""
+    stack = AirflowStack(home=tmp_path_factory.mktemp("airflow"), connections={})
+    stack.init()
+    return stack
+
+
+@pytest.fixture
+def stack(
+    airflow_home: AirflowStack, simulator: RunningSimulator, warehouse_url: str
+) -> AirflowStack:
+    airflow_home.connections = airflow_connections(simulator.url, warehouse_url)
+    airflow_home.python("-m", "smsc_hook.bootstrap", "--no-api-call")
+    return airflow_home
+
+
+def dags_test(stack: AirflowStack, day: date) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, day.isoformat()],
+        env=stack.env,
+        cwd=stack.home,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def api_calls(warehouse_url: str) -> list[tuple]:
+    return query(
+        warehouse_url,
+        "SELECT window_start, outcome, error_code, caller FROM smsc.api_calls ORDER BY id",
+    )
+
+
+@pytest.mark.airflow
+def test_dags_test_loads_exactly_its_day_and_rerun_is_idempotent(
+    stack: AirflowStack, simulator: RunningSimulator, warehouse_url: str
+) -> None:
+    first = dags_test(stack, DAY)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    expected = truth_rows(simulator.control, DAY)
+    assert expected, "the simulator should have rows for the day"
+    assert stored_rows(warehouse_url, DAY) == expected
+
+    second = dags_test(stack, DAY)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert stored_rows(warehouse_url, DAY) == expected
+    loads = query(warehouse_url, "SELECT window_start, window_end FROM smsc.load_log")
+    assert loads == [(DAY, DAY), (DAY, DAY)]
+    assert query(warehouse_url, "SELECT count(*) FROM smsc.stat_revision") == [(0,)]
+    assert [(c[0], c[1]) for c in api_calls(warehouse_url)] == [(DAY, "ok"), (DAY, "ok")]
+    assert len(simulator.control.requests()) == 2
+    for output in (first.stdout + first.stderr, second.stdout + second.stderr):
+        assert PASSWORD not in output
+
+
+@pytest.mark.airflow
+def test_auth_error_fails_at_once_with_exactly_one_call(
+    airflow_home: AirflowStack, simulator: RunningSimulator, warehouse_url: str
+) -> None:
+    wrong = "not-the-password-4711"
+    airflow_home.connections = airflow_connections(simulator.url, warehouse_url, password=wrong)
+    airflow_home.python("-m", "smsc_hook.bootstrap", "--no-api-call")
+    result = dags_test(airflow_home, DAY)
+    output = result.stdout + result.stderr
+    assert "SmscAuthError" in output
+    assert "action=fail" in output, "the retry policy must fail the task, not retry it"
+    assert len(simulator.control.requests()) == 1
+    assert [(c[1], c[2]) for c in api_calls(warehouse_url)] == [("api_error", 2)]
+    assert stored_rows(warehouse_url, DAY) == set()
+    assert wrong not in output
+
+
+@pytest.mark.airflow
+def test_rate_limited_call_is_retried_after_the_window_then_loaded(
+    stack: AirflowStack, simulator: RunningSimulator, warehouse_url: str
+) -> None:
+    """Error 9 once: the task retries after >= 60 s (pool slot free meanwhile) and lands."""
+    simulator.control.set_faults([{"kind": "error", "code": 9, "count": 1}])
+    result = dags_test(stack, DAY)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    calls = query(
+        warehouse_url,
+        "SELECT outcome, error_code, reserved_at, caller FROM smsc.api_calls ORDER BY id",
+    )
+    assert [(c[0], c[1]) for c in calls] == [("api_error", 9), ("ok", None)]
+    assert (calls[1][2] - calls[0][2]).total_seconds() >= 60
+    assert calls[0][3].endswith("#1")
+    assert calls[1][3].endswith("#2")
+    assert stored_rows(warehouse_url, DAY) == truth_rows(simulator.control, DAY)
