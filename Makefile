@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-from-pins
+# Airflow puts plugins/ on sys.path; our own commands need the same (and the repo root).
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
 .PHONY: demo demo-stop test lint backfill-test venv clean
 

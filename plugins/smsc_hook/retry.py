@@ -26,7 +26,10 @@ def backoff_delay(
     try_number: int, start: timedelta = BACKOFF_START, cap: timedelta = BACKOFF_CAP
 ) -> timedelta:
     """``start``, doubled per earlier try, never above ``cap``."""
-    return min(cap, start * 2 ** max(try_number - 1, 0))
+    try:
+        return min(cap, start * 2 ** max(try_number - 1, 0))
+    except OverflowError:  # a task with ~45+ retries: the doubling outgrew timedelta
+        return cap
 
 
 class SmscRetryPolicy(RetryPolicy):

@@ -99,7 +99,8 @@ class PipelineSettings:
 def _named(variable: str, convert: Callable[[T], R], value: T) -> R:
     try:
         return convert(value)
-    except (SmscConfigError, ValueError) as exc:
+    except (SmscConfigError, ValueError, OverflowError) as exc:
+        # OverflowError: a float such as "inf" or "1e20" does not fit a timedelta.
         raise SmscConfigError(f"{variable}={value!r} is invalid: {exc}") from None
 
 

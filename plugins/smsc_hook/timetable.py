@@ -62,6 +62,10 @@ class SmscDailyTimetable(Timetable):
         except SmscConfigError as exc:
             raise AirflowTimetableInvalid(str(exc)) from None
 
+    def _now(self) -> DateTime:
+        """The current time; the one place tests replace to pin "now"."""
+        return DateTime.utcnow()
+
     def interval_for(self, day: date) -> DataInterval:
         """The data interval of ``day``: local midnight to the next local midnight."""
         start = instance(day_start(day, self._tz))
@@ -87,7 +91,7 @@ class SmscDailyTimetable(Timetable):
         else:
             return None
         if not restriction.catchup:
-            newest = latest_complete_day(DateTime.utcnow(), self._tz, self.run_at)
+            newest = latest_complete_day(self._now(), self._tz, self.run_at)
             day = max(day, newest)
         if restriction.latest is not None and day > local_day(restriction.latest, self._tz):
             return None

@@ -1,0 +1,247 @@
+"""``make demo``: the whole pipeline for real, on embedded defaults, in a few minutes.
+
+PostgreSQL (``SMSC_DATABASE_URL``, else 127.0.0.1:5432, else a private cluster under
+``.state/pg``) → the SMSC simulator (or the real SMSC when ``SMSC_LOGIN`` and
+``SMSC_PASSWORD``, or ``AIRFLOW_CONN_SMSC_DEFAULT``, are set) → Airflow with SQLite
+metadata under ``.state/airflow`` → bootstrap → scheduler, api-server, dag-processor →
+unpause → backfill of the last 7 days at the real 3-per-minute limit, with progress →
+the loaded ``smsc.daily_stats``. Airflow and the simulator are left running for the UI;
+``make demo-stop`` stops them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, make_url
+
+from devtools import postgres
+from devtools.airflow_stack import REPO_ROOT, AirflowStack
+from devtools.simulator_process import start_simulator
+from smsc_hook.windows import zone
+
+STATE = REPO_ROOT / ".state"
+PIDS = STATE / "demo-pids.json"
+DAG_ID = "smsc_daily_stats"
+DAYS = 7
+TIMEZONE = os.environ.get("SMSC_TIMEZONE", "Europe/Moscow")
+DEMO_DATABASE = "smsc_demo"
+
+
+def say(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+def warehouse_database() -> URL:
+    """SMSC_DATABASE_URL as given, else a persistent ``smsc_demo`` database on a found server."""
+    if os.environ.get("SMSC_DATABASE_URL"):
+        url = make_url(os.environ["SMSC_DATABASE_URL"]).set(drivername="postgresql+psycopg2")
+        say(f"warehouse: SMSC_DATABASE_URL ({url.render_as_string(hide_password=True)})")
+        return url
+    server = make_url(postgres.server_url())
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        exists = conn.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": DEMO_DATABASE}
+        ).scalar()
+        if not exists:
+            conn.execute(text(f'CREATE DATABASE "{DEMO_DATABASE}"'))
+    engine.dispose()
+    url = server.set(database=DEMO_DATABASE)
+    say(f"warehouse: {url.render_as_string(hide_password=True)}")
+    return url
+
+
+def smsc_connection(pids: dict[str, int]) -> dict[str, Any]:
+    """The real SMSC when credentials are in the environment, else a started simulator."""
+    if os.environ.get("AIRFLOW_CONN_SMSC_DEFAULT"):
+        say("SMSC: the real API, from AIRFLOW_CONN_SMSC_DEFAULT")
+        conn: dict[str, Any] = json.loads(os.environ["AIRFLOW_CONN_SMSC_DEFAULT"])
+        return conn
+    if os.environ.get("SMSC_LOGIN") and os.environ.get("SMSC_PASSWORD"):
+        say("SMSC: the real API at smsc.ru, as SMSC_LOGIN")
+        return {
+            "conn_type": "smsc",
+            "host": os.environ.get("SMSC_HOST", "smsc.ru"),
+            "login": os.environ["SMSC_LOGIN"],
+            "password": os.environ["SMSC_PASSWORD"],
+        }
+    STATE.mkdir(exist_ok=True)
+    sim = start_simulator("--quiet", log_path=STATE / "simulator.log")
+    pids["simulator"] = sim.process.pid
+    say(f"SMSC: simulator at {sim.url} (3 calls per 60 s, like the real API)")
+    return {"conn_type": "smsc", "host": sim.url, "login": "demo", "password": "demo-password"}
+
+
+def warehouse_connection(url: URL) -> dict[str, Any]:
+    return {
+        "conn_type": "postgres",
+        "host": url.host,
+        "port": url.port or 5432,
+        "schema": url.database,
+        "login": url.username,
+        "password": url.password or "",
+    }
+
+
+def show_progress(
+    stack: AirflowStack, warehouse: URL, days: list[date], started: float, timeout: float
+) -> None:
+    """Print days done / total, API calls and rate-limit waits until every day has landed.
+
+    A day's run may be the backfill's or the scheduled one that unpausing created (the
+    backfill skips a day that already has a run), so runs are matched by their day.
+    """
+    tz = zone(TIMEZONE)
+    engine = create_engine(warehouse)
+    since = datetime.now(UTC) - timedelta(seconds=time.monotonic() - started)
+    last = ""
+    try:
+        while time.monotonic() - started < timeout:
+            states: dict[date, str] = {}
+            for run in stack.dag_runs(DAG_ID):
+                day = datetime.fromisoformat(run["logical_date"]).astimezone(tz).date()
+                if day in days:
+                    states[day] = run["state"]
+            done = sum(state == "success" for state in states.values())
+            failed = sum(state == "failed" for state in states.values())
+            with engine.connect() as conn:
+                calls, wait = conn.execute(_PROGRESS_SQL, {"since": since}).one()
+            status = f"{done}/{len(days)} days loaded, {calls} API calls"
+            if failed:
+                status += f", {failed} FAILED"
+            if calls >= 3 and wait and done + failed < len(days):
+                status += f", next rate-limit slot in {float(wait):.0f} s"
+            if status != last:
+                say(f"[{time.monotonic() - started:4.0f} s] {status}")
+                last = status
+            if done + failed == len(days):
+                if failed:
+                    raise SystemExit(f"demo: {failed} day(s) failed; see the UI at {stack.url}")
+                return
+            time.sleep(2)
+    finally:
+        engine.dispose()
+    raise SystemExit(f"demo: backfill not finished after {timeout:.0f} s; see {stack.url}")
+
+
+# API calls since the demo started, and seconds until the oldest of the last three
+# leaves the 61 s window.
+_PROGRESS_SQL = text(
+    """
+    SELECT count(*) FILTER (WHERE reserved_at >= :since),
+           greatest(0, extract(epoch FROM (
+               SELECT min(reserved_at) FROM (
+                   SELECT reserved_at FROM smsc.api_calls ORDER BY reserved_at DESC LIMIT 3
+               ) AS last3) + interval '61 s' - clock_timestamp()))
+    FROM smsc.api_calls
+    """
+)
+
+
+def print_results(warehouse: URL, first: str, last: str) -> None:
+    engine = create_engine(warehouse)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT stat_date, account, login, cnt, credit, debit, currency"
+                " FROM smsc.daily_stats WHERE stat_date BETWEEN :a AND :b"
+                " ORDER BY stat_date, login"
+            ),
+            {"a": first, "b": last},
+        ).all()
+    engine.dispose()
+    print(f"\nsmsc.daily_stats, {first} .. {last} ({len(rows)} rows):")
+    line = "{!s:<11} {:<8} {:<12} {:>6} {!s:>10} {!s:>10} {}"
+    print(line.format("stat_date", "account", "login", "cnt", "credit", "debit", "currency"))
+    for row in rows:
+        print(line.format(*row))
+
+
+def run() -> None:
+    began = time.monotonic()
+    if PIDS.exists():
+        say("a previous demo is still running: stopping it first")
+        stop()
+    pids: dict[str, int] = {}
+    # Fresh Airflow state each time (a backfill skips days that already have runs); the
+    # warehouse and its call ledger persist, and reloading a day is idempotent.
+    shutil.rmtree(STATE / "airflow", ignore_errors=True)
+    warehouse = warehouse_database()
+    stack = AirflowStack(
+        home=STATE / "airflow",
+        connections={
+            "smsc_default": smsc_connection(pids),
+            "smsc_warehouse": warehouse_connection(warehouse),
+        },
+        timezone=TIMEZONE,
+        # Unpausing creates today's scheduled run; without lookback it adds one call.
+        extra_env={"SMSC_LOOKBACK_DAYS": os.environ.get("SMSC_LOOKBACK_DAYS", "0")},
+    )
+    PIDS.write_text(json.dumps(pids))
+    say(f"Airflow home: {stack.home} (SQLite metadata)")
+    stack.init()
+    real_smsc = "simulator" not in pids
+    bootstrap_args = ["-m", "smsc_hook.bootstrap"] + ([] if real_smsc else ["--no-api-call"])
+    for line in stack.python(*bootstrap_args).splitlines():
+        if line.startswith("bootstrap"):
+            say(line)
+    stack.start()
+    pids.update({name: p.pid for name, p in stack.processes.items()})
+    PIDS.write_text(json.dumps(pids))
+    say(f"Airflow api-server, scheduler and dag-processor running; UI {stack.url}")
+    stack.wait_for_dag(DAG_ID)
+    stack.unpause(DAG_ID)
+    today = datetime.now(zone(TIMEZONE)).date()
+    days = [today - timedelta(days=back) for back in range(DAYS, 0, -1)]
+    first, last = days[0], days[-1]
+    say(f"backfilling {first} .. {last} ({DAYS} days, one API call each, 3 per minute)")
+    stack.airflow(
+        "backfill", "create", "--dag-id", DAG_ID, "--from-date", first.isoformat(),
+        "--to-date", last.isoformat(), "--max-active-runs", "3",
+    )  # fmt: skip
+    show_progress(stack, warehouse, days, began, timeout=540)
+    print_results(warehouse, first.isoformat(), last.isoformat())
+    psql = warehouse.set(drivername="postgresql").render_as_string(hide_password=True)
+    print(
+        f"\nDone in {time.monotonic() - began:.0f} s. Still running, for you to look around:\n"
+        f"  Airflow UI   {stack.url}  (no login: local simple auth manager, everyone admin)\n"
+        f"  SQL          psql '{psql}' -c 'SELECT * FROM smsc.daily_stats ORDER BY stat_date'\n"
+        f"  Stop it all  make demo-stop\n"
+    )
+
+
+def stop() -> None:
+    """Stop what ``run`` left running (the Airflow services and the simulator)."""
+    pids: dict[str, int] = json.loads(PIDS.read_text()) if PIDS.exists() else {}
+    for name, pid in pids.items():
+        try:
+            os.killpg(pid, signal.SIGTERM) if name != "simulator" else os.kill(pid, signal.SIGTERM)
+            say(f"stopped {name} (pid {pid})")
+        except ProcessLookupError:
+            pass
+    PIDS.unlink(missing_ok=True)
+    if (postgres.PRIVATE_DIR / "data").exists():
+        postgres.stop_private_cluster()
+        say("stopped the private PostgreSQL cluster under .state/pg")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__)
+    parser.add_argument("--stop", action="store_true", help="stop a running demo")
+    args = parser.parse_args(argv)
+    stop() if args.stop else run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
