@@ -47,6 +47,9 @@ class AirflowStack:
     connections: Mapping[str, Mapping[str, Any]]
     timezone: str = "Europe/Moscow"
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    dags_folder: Path = REPO_ROOT / "dags"
+    #: Each entry is the airflow sub-command of one service, e.g. ("celery", "worker").
+    services: tuple[tuple[str, ...], ...] = tuple((s,) for s in SERVICES)
     port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -69,7 +72,7 @@ class AirflowStack:
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -141,10 +144,13 @@ class AirflowStack:
         """Start the services and wait until the API answers."""
         logs = self.home / "service-logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for service in SERVICES:
+        for command in self.services:
+            service = "-".join(command)
+            if service in self.processes:
+                service = f"{service}-{len(self.processes)}"
             with (logs / f"{service}.log").open("ab") as log:
                 self.processes[service] = subprocess.Popen(
-                    [airflow_bin(), service],
+                    [airflow_bin(), *command],
                     env=self.env,
                     cwd=self.home,
                     stdout=log,
