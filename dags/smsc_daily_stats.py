@@ -48,7 +48,12 @@ with DAG(
         postgres_conn_id=SETTINGS.warehouse_conn_id,
         pool=SETTINGS.pool,
         retries=DEFAULT_RETRIES,
-        retry_policy=SmscRetryPolicy(),
+        retry_policy=SmscRetryPolicy(
+            SETTINGS.retry_backoff,
+            rate_limit_wait=SETTINGS.rate_limit_wait,
+            ip_block_wait=SETTINGS.ip_block_pause,
+        ),
+        ip_block_pause=SETTINGS.ip_block_pause,
         rate_limit=SETTINGS.rate_limit,
         rate_window=SETTINGS.rate.window,
         timezone=SETTINGS.timezone,

@@ -152,3 +152,18 @@ def test_policy_backoff_is_configurable() -> None:
     policy = SmscRetryPolicy(backoff_start=timedelta(seconds=5), backoff_cap=timedelta(seconds=30))
     delays = [policy.evaluate(SmscTransportError("x"), n, 10).retry_delay for n in range(1, 6)]
     assert delays == [timedelta(seconds=s) for s in (5, 10, 20, 30, 30)]
+
+
+def test_configured_waits_override_the_errors_own() -> None:
+    """A deployment with a different rate window or IP-block pause waits that long instead."""
+    policy = SmscRetryPolicy(
+        timedelta(seconds=2),
+        rate_limit_wait=timedelta(seconds=9),
+        ip_block_wait=timedelta(seconds=30),
+    )
+    limited = policy.evaluate(SmscRateLimitedError(9, "too many"), 1, 9)
+    blocked = policy.evaluate(SmscIpBlockedError(4, "blocked"), 1, 9)
+    transport = policy.evaluate(SmscTransportError("reset"), 3, 9)
+    assert (limited.action, limited.retry_delay) == (RetryAction.RETRY, timedelta(seconds=9))
+    assert (blocked.action, blocked.retry_delay) == (RetryAction.RETRY, timedelta(seconds=30))
+    assert transport.retry_delay == timedelta(seconds=8)

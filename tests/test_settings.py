@@ -136,3 +136,24 @@ def test_error_is_raised_before_later_variables_are_read() -> None:
     with pytest.raises(SmscConfigError, match="SMSC_TIMEZONE") as raised:
         from_env(SMSC_TIMEZONE="Nowhere/Land", SMSC_POOL="")
     assert "SMSC_POOL" not in str(raised.value)
+
+
+def test_retry_waits_follow_the_configured_limits() -> None:
+    settings = PipelineSettings.from_env(
+        {
+            "SMSC_RATE_WINDOW_SECONDS": "6",
+            "SMSC_IP_BLOCK_PAUSE_SECONDS": "30",
+            "SMSC_RETRY_BACKOFF_SECONDS": "2",
+        }
+    )
+    assert settings.rate_limit_wait == timedelta(seconds=6) + DEFAULT_MARGIN + timedelta(seconds=4)
+    assert settings.ip_block_pause == timedelta(seconds=30)
+    assert settings.retry_backoff == timedelta(seconds=2)
+    assert PipelineSettings().rate_limit_wait == timedelta(seconds=65)
+
+
+@pytest.mark.parametrize("variable", ["SMSC_IP_BLOCK_PAUSE_SECONDS", "SMSC_RETRY_BACKOFF_SECONDS"])
+@pytest.mark.parametrize("value", ["0", "-5", "x", "100000"])
+def test_bad_retry_waits_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SmscConfigError, match=variable):
+        PipelineSettings.from_env({variable: value})

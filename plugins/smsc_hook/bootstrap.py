@@ -65,7 +65,13 @@ def check_smsc(settings: PipelineSettings, call_api: bool) -> str:
         return f"SMSC connection {settings.smsc_conn_id!r}: {smsc!r} (no API call made)"
     engine = make_engine(warehouse_url(settings.warehouse_conn_id))
     try:
-        hook.pacer = LedgerPacer(engine, smsc.account, limit=settings.rate, caller="bootstrap")
+        hook.pacer = LedgerPacer(
+            engine,
+            smsc.account,
+            limit=settings.rate,
+            caller="bootstrap",
+            ip_block_pause=settings.ip_block_pause,
+        )
         yesterday = datetime.now(UTC).date() - timedelta(days=1)
         rows = hook.get_stat(yesterday, yesterday)
     finally:

@@ -12,7 +12,13 @@ from smsc_hook.db import make_engine, warehouse_url
 from smsc_hook.exceptions import SmscConfigError
 from smsc_hook.hook import SmscHook
 from smsc_hook.migrations import pending_migrations
-from smsc_hook.pacing import DEFAULT_LIMIT, DEFAULT_WINDOW, LedgerPacer, RateLimit
+from smsc_hook.pacing import (
+    DEFAULT_LIMIT,
+    DEFAULT_WINDOW,
+    IP_BLOCK_PAUSE,
+    LedgerPacer,
+    RateLimit,
+)
 from smsc_hook.retry import SmscRetryPolicy
 from smsc_hook.warehouse import Warehouse, latest_begun_day
 from smsc_hook.windows import local_day, zone
@@ -71,6 +77,7 @@ class SmscStatsToPostgresOperator(BaseOperator):
         timezone: str | None = None,
         rate_limit: int = DEFAULT_LIMIT,
         rate_window: timedelta = DEFAULT_WINDOW,
+        ip_block_pause: timedelta = IP_BLOCK_PAUSE,
         pool: str = "smsc_api",
         retries: int = DEFAULT_RETRIES,
         retry_policy: Any = None,
@@ -85,6 +92,7 @@ class SmscStatsToPostgresOperator(BaseOperator):
         self.account = account
         self.timezone = timezone
         self.rate = RateLimit(rate_limit, rate_window)
+        self.ip_block_pause = ip_block_pause
 
     def execute(self, context: Context) -> dict[str, Any]:
         day = self._resolve_day(context)
@@ -100,7 +108,13 @@ class SmscStatsToPostgresOperator(BaseOperator):
                     f"warehouse schema is behind ({', '.join(pending)} not applied): "
                     "run `python -m smsc_hook.bootstrap`"
                 )
-            hook.pacer = LedgerPacer(engine, account, limit=self.rate, caller=caller_id(context))
+            hook.pacer = LedgerPacer(
+                engine,
+                account,
+                limit=self.rate,
+                caller=caller_id(context),
+                ip_block_pause=self.ip_block_pause,
+            )
             reply = hook.fetch_stat(day, day)
             result = Warehouse(engine).load_day(
                 account=account,

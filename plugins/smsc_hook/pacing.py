@@ -134,6 +134,7 @@ class LedgerPacer:
         *,
         limit: RateLimit | None = None,
         caller: str = "",
+        ip_block_pause: timedelta = IP_BLOCK_PAUSE,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not account:
@@ -142,6 +143,7 @@ class LedgerPacer:
         self.account = account
         self.limit = limit or RateLimit()
         self.caller = caller
+        self.ip_block_pause = ip_block_pause
         self._sleep = sleep
         #: Seconds waited for a slot by the last :meth:`reserve`.
         self.last_wait = 0.0
@@ -205,12 +207,12 @@ class LedgerPacer:
             _RECENT_ERRORS_SQL,
             {
                 "account": self.account,
-                "since": now - max(IP_BLOCK_PAUSE, AUTH_FAILURE_WINDOW),
+                "since": now - max(self.ip_block_pause, AUTH_FAILURE_WINDOW),
                 "auth_since": now - AUTH_FAILURE_WINDOW,
             },
         ).one()
-        if row.last_ip_block is not None and now - row.last_ip_block < IP_BLOCK_PAUSE:
-            resume = row.last_ip_block + IP_BLOCK_PAUSE
+        if row.last_ip_block is not None and now - row.last_ip_block < self.ip_block_pause:
+            resume = row.last_ip_block + self.ip_block_pause
             raise SmscIpBlockedError(
                 4,
                 f"not calling: SMSC blocked this IP at {row.last_ip_block:%Y-%m-%d %H:%M:%S %Z} "

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from smsc_hook.exceptions import SmscFatalError, SmscRetryableError
+from smsc_hook.exceptions import (
+    SmscFatalError,
+    SmscIpBlockedError,
+    SmscRateLimitedError,
+    SmscRetryableError,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context
@@ -39,10 +44,26 @@ class SmscRetryPolicy(RetryPolicy):
     """
 
     def __init__(
-        self, backoff_start: timedelta = BACKOFF_START, backoff_cap: timedelta = BACKOFF_CAP
+        self,
+        backoff_start: timedelta = BACKOFF_START,
+        backoff_cap: timedelta = BACKOFF_CAP,
+        *,
+        rate_limit_wait: timedelta | None = None,
+        ip_block_wait: timedelta | None = None,
     ):
         self.backoff_start = backoff_start
         self.backoff_cap = backoff_cap
+        #: Override the errors' own waits (65 s, 15 min) when the limits are configured.
+        self.rate_limit_wait = rate_limit_wait
+        self.ip_block_wait = ip_block_wait
+
+    def fixed_wait(self, exception: SmscRetryableError) -> timedelta:
+        """The wait for an error that must not back off: its own, unless configured."""
+        if isinstance(exception, SmscRateLimitedError) and self.rate_limit_wait is not None:
+            return self.rate_limit_wait
+        if isinstance(exception, SmscIpBlockedError) and self.ip_block_wait is not None:
+            return self.ip_block_wait
+        return exception.retry_after
 
     def evaluate(
         self,
@@ -57,7 +78,7 @@ class SmscRetryPolicy(RetryPolicy):
             if exception.backoff:
                 delay = backoff_delay(try_number, self.backoff_start, self.backoff_cap)
             else:
-                delay = exception.retry_after
+                delay = self.fixed_wait(exception)
             return RetryDecision.retry(delay, f"{type(exception).__name__}: retry in {delay}")
         if isinstance(exception, OperationalError | InterfaceError):
             delay = backoff_delay(try_number, self.backoff_start, self.backoff_cap)

@@ -14,7 +14,8 @@ from datetime import date, time, timedelta
 from typing import TypeVar
 
 from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.pacing import DEFAULT_LIMIT, DEFAULT_WINDOW, RateLimit
+from smsc_hook.pacing import DEFAULT_LIMIT, DEFAULT_WINDOW, IP_BLOCK_PAUSE, RateLimit
+from smsc_hook.retry import BACKOFF_START
 from smsc_hook.windows import DEFAULT_LOOKBACK_DAYS, check_lookback, parse_run_at, zone
 
 T = TypeVar("T")
@@ -44,10 +45,25 @@ class PipelineSettings:
     pool: str = DEFAULT_POOL
     rate_limit: int = DEFAULT_LIMIT
     rate_window_seconds: float = DEFAULT_WINDOW.total_seconds()
+    ip_block_pause_seconds: float = IP_BLOCK_PAUSE.total_seconds()
+    retry_backoff_seconds: float = BACKOFF_START.total_seconds()
 
     @property
     def rate(self) -> RateLimit:
         return RateLimit(self.rate_limit, timedelta(seconds=self.rate_window_seconds))
+
+    @property
+    def rate_limit_wait(self) -> timedelta:
+        """How long a task waits after error 9: the window clears, plus a little."""
+        return self.rate.span + timedelta(seconds=4)
+
+    @property
+    def ip_block_pause(self) -> timedelta:
+        return timedelta(seconds=self.ip_block_pause_seconds)
+
+    @property
+    def retry_backoff(self) -> timedelta:
+        return timedelta(seconds=self.retry_backoff_seconds)
 
     @classmethod
     def from_env(
@@ -91,6 +107,16 @@ class PipelineSettings:
                 float,
                 env.get("SMSC_RATE_WINDOW_SECONDS", str(DEFAULT_WINDOW.total_seconds())),
             ),
+            ip_block_pause_seconds=_named(
+                "SMSC_IP_BLOCK_PAUSE_SECONDS",
+                _positive,
+                env.get("SMSC_IP_BLOCK_PAUSE_SECONDS", str(IP_BLOCK_PAUSE.total_seconds())),
+            ),
+            retry_backoff_seconds=_named(
+                "SMSC_RETRY_BACKOFF_SECONDS",
+                _positive,
+                env.get("SMSC_RETRY_BACKOFF_SECONDS", str(BACKOFF_START.total_seconds())),
+            ),
         )
         _named("SMSC_RATE_LIMIT / SMSC_RATE_WINDOW_SECONDS", lambda s: s.rate, settings)
         return settings
@@ -102,6 +128,13 @@ def _named(variable: str, convert: Callable[[T], R], value: T) -> R:
     except (SmscConfigError, ValueError, OverflowError) as exc:
         # OverflowError: a float such as "inf" or "1e20" does not fit a timedelta.
         raise SmscConfigError(f"{variable}={value!r} is invalid: {exc}") from None
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not 0 < number < 86400:
+        raise ValueError("expected seconds, more than 0 and less than a day")
+    return number
 
 
 def _boolean(value: str) -> bool:
