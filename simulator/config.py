@@ -98,6 +98,9 @@ class SimulatorConfig:
     today: date | None = None
     faults: list[FaultSpec] = field(default_factory=list)
     quiet: bool = False
+    #: Added to the main login's cnt in replies covering more than one day: models an API
+    #: whose month total disagrees with the sum of its days (for reconciliation tests).
+    range_bias_cnt: int = 0
 
     def __post_init__(self) -> None:
         logins = [a.login for a in self.accounts]

@@ -67,7 +67,8 @@ class SimulatorControl:
         self._call("DELETE", "faults")
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        """Change time_scale, rate_limit, rate_window or today (ISO string/date/None) live."""
+        """Change time_scale, rate_limit, rate_window, today (ISO string/date/None) or
+        range_bias_cnt (added to the main login's cnt in multi-day replies) live."""
         if isinstance(settings.get("today"), date):
             settings["today"] = settings["today"].isoformat()
         result: dict[str, Any] = self._call("POST", "config", settings)

@@ -268,7 +268,10 @@ class SimulatorState:
             balance2, mycur = _flag(params, "balance2"), _flag(params, "mycur")
         except ParamsError:
             return error(1, account.login)
-        rows = self.rows(account.login, start, end or max(start, self.today()), balance2, mycur)
+        last = end or max(start, self.today())
+        rows = self.rows(account.login, start, last, balance2, mycur)
+        if last > start and self.config.range_bias_cnt and rows:
+            rows[0] = {**rows[0], "cnt": max(rows[0]["cnt"] + self.config.range_bias_cnt, 0)}
         body = encode(success_text(rows, fmt, charset), fmt, charset)
         outcome = {"outcome": "ok", "rows": len(rows)}
         return Reply(200, body, content_type(fmt, charset), outcome, account.login)
@@ -454,10 +457,17 @@ class Handler(BaseHTTPRequestHandler):
             "today": self.state.today().isoformat(),
             "today_fixed": cfg.today is not None,
             "seed": cfg.seed,
+            "range_bias_cnt": cfg.range_bias_cnt,
         }
 
     def _configure(self, payload: dict[str, Any]) -> None:
-        unknown = set(payload) - {"time_scale", "rate_limit", "rate_window", "today"}
+        unknown = set(payload) - {
+            "time_scale",
+            "rate_limit",
+            "rate_window",
+            "today",
+            "range_bias_cnt",
+        }
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
         cfg = self.state.config
@@ -466,10 +476,12 @@ class Handler(BaseHTTPRequestHandler):
         rate_limit = int(payload.get("rate_limit", cfg.rate_limit))
         rate_window = float(payload.get("rate_window", cfg.rate_window))
         today = payload.get("today", cfg.today.isoformat() if cfg.today else None)
+        range_bias_cnt = int(payload.get("range_bias_cnt", cfg.range_bias_cnt))
         if time_scale <= 0 or rate_limit < 1 or rate_window <= 0:
             raise ValueError("time_scale and rate_window must be > 0, rate_limit >= 1")
         cfg.today = date.fromisoformat(today) if today else None
         cfg.time_scale, cfg.rate_limit, cfg.rate_window = time_scale, rate_limit, rate_window
+        cfg.range_bias_cnt = range_bias_cnt
 
     def _revise(self, payload: dict[str, Any]) -> None:
         account = self.state.config.account(str(payload["account"]))

@@ -283,6 +283,22 @@ def test_range_equals_sum_of_its_days(sim: Sim) -> None:
     )
 
 
+def test_range_bias_skews_only_multi_day_replies(sim: Sim) -> None:
+    """``range_bias_cnt`` makes a month total disagree with its days (reconciliation tests)."""
+    start, end = date(2026, 9, 1), date(2026, 9, 30)
+    honest_month = reply_rows(get_stat(sim, start, end))
+    honest_day = reply_rows(get_stat(sim, start, start))
+    sim.control.configure(range_bias_cnt=7)
+    try:
+        skewed_month = reply_rows(get_stat(sim, start, end))
+        skewed_day = reply_rows(get_stat(sim, start, start))
+    finally:
+        sim.control.configure(range_bias_cnt=0)
+    assert skewed_month[0]["cnt"] == honest_month[0]["cnt"] + 7
+    assert skewed_month[1:] == honest_month[1:]
+    assert skewed_day == honest_day
+
+
 def test_open_end_runs_to_today(sim: Sim) -> None:
     start, earlier = date(2026, 10, 20), date(2026, 10, 25)
     to_today = sim.control.truth("demo", start, TODAY)
