@@ -28,6 +28,12 @@ CREATE INDEX api_calls_errors_idx ON smsc.api_calls (account, error_code, reserv
 COMMENT ON TABLE smsc.api_calls IS
     'Ledger of get_stat HTTP attempts (one row per attempt, failed ones included). The pacer '
     'allows a new attempt only while fewer than the limit started in the last rate window.';
+COMMENT ON COLUMN smsc.api_calls.id IS 'Attempt number, in reservation order.';
+COMMENT ON COLUMN smsc.api_calls.account IS 'SMSC account whose rate budget the attempt used.';
+COMMENT ON COLUMN smsc.api_calls.window_start IS 'get_stat start of the requested window.';
+COMMENT ON COLUMN smsc.api_calls.window_end IS 'get_stat end of the requested window.';
+COMMENT ON COLUMN smsc.api_calls.host IS 'Base URL the attempt went to (primary or reserve host).';
+COMMENT ON COLUMN smsc.api_calls.finished_at IS 'When the reply (or the fault) came; NULL while pending.';
 COMMENT ON COLUMN smsc.api_calls.reserved_at IS
     'Database clock time the slot was granted, just before the HTTP request was sent.';
 COMMENT ON COLUMN smsc.api_calls.caller IS

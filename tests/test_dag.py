@@ -37,7 +37,7 @@ PARSE_SCRIPT = textwrap.dedent(
     started = time.perf_counter()
     runpy.run_path(sys.argv[1])
     again = time.perf_counter() - started
-    dag = namespace["dag"]
+    dag = namespace["smsc_daily_stats"]
     print("PARSE", round(first, 3), round(again, 3))
     print("IO", sorted(set(events)))
     print("TASKS", sorted(dag.task_dict))
@@ -70,7 +70,9 @@ def test_dag_file_parses_without_io_or_deprecation_warnings(tmp_path: Path) -> N
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     print(f"\nDAG file parse: first {lines['PARSE']} s (cold, second)")
     assert lines["IO"] == "[]", f"I/O at parse time: {lines['IO']}"
-    assert lines["TASKS"] == "['load_day', 'plan_days', 'publish']"
+    assert lines["TASKS"] == str(
+        ["check_gaps", "load_day", "plan_days", "plan_reconciliation", "publish", "reconcile_month"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -97,13 +99,16 @@ def test_dag_shape_pool_retry_policy_and_asset() -> None:
     import runpy
 
     namespace = runpy.run_path(str(REPO_ROOT / "dags" / "smsc_daily_stats.py"))
-    dag = namespace["dag"]
+    dag = namespace["smsc_daily_stats"]
     load = dag.task_dict["load_day"]
     assert load.partial_kwargs["pool"] == "smsc_api"
     assert type(load.partial_kwargs["retry_policy"]).__name__ == "SmscRetryPolicy"
     assert type(dag.timetable).__name__ == "SmscDailyTimetable"
     assert [a.name for a in dag.task_dict["publish"].outlets] == ["smsc.daily_stats"]
     assert dag.task_dict["plan_days"].pool == "default_pool"
+    reconcile = dag.task_dict["reconcile_month"]
+    assert reconcile.partial_kwargs["pool"] == "smsc_api"
+    assert type(reconcile.partial_kwargs["retry_policy"]).__name__ == "SmscRetryPolicy"
 
 
 # --- airflow dags test against the simulator and a throwaway warehouse --------------------

@@ -220,6 +220,34 @@ EXPECTED_TABLES = {
     | {f"new_{c}" for c in FIGURES}
     | {"id", "changed_at", "load_id"},
     "schema_migrations": {"version", "name", "checksum", "applied_at"},
+    "api_calls": {
+        "id",
+        "account",
+        "reserved_at",
+        "window_start",
+        "window_end",
+        "host",
+        "caller",
+        "waited_ms",
+        "finished_at",
+        "outcome",
+        "error_code",
+        "latency_ms",
+    },
+    "reconciliation": {
+        "account",
+        "series",
+        "month",
+        "login",
+        "attempt",
+        "api_cnt",
+        "stored_cnt",
+        "cnt_diff",
+        "credit_diff",
+        "debit_diff",
+        "matched",
+        "checked_at",
+    },
 }
 
 # The BI contract: exact columns, in this order.
@@ -247,6 +275,24 @@ EXPECTED_VIEWS = {
         "days",
     ],
     "load_gaps": ["account", "series", "day"],
+    "reconciliation_status": [
+        "account",
+        "series",
+        "month",
+        "login",
+        "attempt",
+        "api_cnt",
+        "stored_cnt",
+        "cnt_diff",
+        "api_credit",
+        "stored_credit",
+        "credit_diff",
+        "api_debit",
+        "stored_debit",
+        "debit_diff",
+        "matched",
+        "checked_at",
+    ],
 }
 
 

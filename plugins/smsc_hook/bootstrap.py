@@ -1,6 +1,6 @@
 """``python -m smsc_hook.bootstrap``: make a deployment ready, idempotently, saying what it did.
 
-1. the pool (1 slot) every SMSC call runs in — a task in a missing pool would sit
+1. the pool (1 slot) every SMSC call of an account runs in — a task in a missing pool would sit
    ``scheduled`` forever with only a scheduler warning;
 2. the warehouse migrations;
 3. the SMSC connection: parsed, then (unless ``--no-api-call``) one paced call for
@@ -17,8 +17,10 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 
+from airflow.sdk.exceptions import AirflowNotFoundException
+
 from smsc_hook.exceptions import SmscError
-from smsc_hook.settings import BOOTSTRAP_VARIABLE, PipelineSettings
+from smsc_hook.settings import BOOTSTRAP_VARIABLE, AccountConfig, PipelineSettings
 
 
 def ensure_pool(name: str, slots: int = 1) -> str:
@@ -54,15 +56,15 @@ def migrate_warehouse(conn_id: str) -> str:
     return f"warehouse {where}: schema up to date"
 
 
-def check_smsc(settings: PipelineSettings, call_api: bool) -> str:
+def check_smsc(settings: PipelineSettings, account: AccountConfig, call_api: bool) -> str:
     from smsc_hook.db import make_engine, warehouse_url
     from smsc_hook.hook import SmscHook
     from smsc_hook.pacing import LedgerPacer
 
-    hook = SmscHook(settings.smsc_conn_id)
+    hook = SmscHook(account.conn_id)
     smsc = hook.settings
     if not call_api:
-        return f"SMSC connection {settings.smsc_conn_id!r}: {smsc!r} (no API call made)"
+        return f"SMSC connection {account.conn_id!r}: {smsc!r} (no API call made)"
     engine = make_engine(warehouse_url(settings.warehouse_conn_id))
     try:
         hook.pacer = LedgerPacer(
@@ -77,7 +79,7 @@ def check_smsc(settings: PipelineSettings, call_api: bool) -> str:
     finally:
         engine.dispose()
     return (
-        f"SMSC connection {settings.smsc_conn_id!r}: {smsc.base_urls[0]} answered for "
+        f"SMSC connection {account.conn_id!r}: {smsc.base_urls[0]} answered for "
         f"{yesterday.isoformat()} with {len(rows)} row(s) (account {smsc.account!r})"
     )
 
@@ -87,7 +89,12 @@ def record_bootstrap(settings: PipelineSettings) -> str:
 
     Variable.set(
         BOOTSTRAP_VARIABLE,
-        json.dumps({"pool": settings.pool, "at": datetime.now(UTC).isoformat(timespec="seconds")}),
+        json.dumps(
+            {
+                "pools": [account.pool for account in settings.all_accounts()],
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        ),
         description="Written by python -m smsc_hook.bootstrap; the SMSC DAG checks it",
     )
     return f"variable {BOOTSTRAP_VARIABLE!r}: recorded"
@@ -101,15 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = PipelineSettings.from_env()
-        steps = [
-            lambda: ensure_pool(settings.pool),
-            lambda: migrate_warehouse(settings.warehouse_conn_id),
-            lambda: check_smsc(settings, call_api=not args.no_api_call),
-            lambda: record_bootstrap(settings),
-        ]
-        for step in steps:
-            print(f"bootstrap: {step()}", flush=True)
-    except SmscError as exc:
+        accounts = settings.all_accounts()
+        for account in accounts:
+            print(f"bootstrap: {ensure_pool(account.pool)}", flush=True)
+        print(f"bootstrap: {migrate_warehouse(settings.warehouse_conn_id)}", flush=True)
+        for account in accounts:
+            print(f"bootstrap: {check_smsc(settings, account, not args.no_api_call)}", flush=True)
+        print(f"bootstrap: {record_bootstrap(settings)}", flush=True)
+    except (SmscError, AirflowNotFoundException) as exc:
         print(f"bootstrap failed: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,16 +1,19 @@
-"""Fetch one day's statistics from SMSC and land it in the warehouse, paced and atomic."""
+"""Operators: fetch SMSC statistics and land them in the warehouse, paced and atomic."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from sqlalchemy import Engine
 
 from smsc_hook.db import make_engine, warehouse_url
 from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.hook import SmscHook
+from smsc_hook.hook import SmscHook, StatReply
 from smsc_hook.migrations import pending_migrations
 from smsc_hook.pacing import (
     DEFAULT_LIMIT,
@@ -19,8 +22,9 @@ from smsc_hook.pacing import (
     LedgerPacer,
     RateLimit,
 )
+from smsc_hook.reconciliation import reconcile_month
 from smsc_hook.retry import SmscRetryPolicy
-from smsc_hook.warehouse import Warehouse, latest_begun_day
+from smsc_hook.warehouse import LoadResult, Warehouse, latest_begun_day
 from smsc_hook.windows import local_day, zone
 
 if TYPE_CHECKING:
@@ -50,31 +54,49 @@ def caller_id(context: Context) -> str:
     return f"{ti.dag_id}/{ti.run_id}/{ti.task_id}{index}#{ti.try_number}"
 
 
-class SmscStatsToPostgresOperator(BaseOperator):
-    """Load one day of SMSC sending statistics into the ``smsc`` warehouse schema.
+def parse_month(value: str | date) -> date:
+    """``YYYY-MM`` or a date in the month → its first day."""
+    if isinstance(value, date):
+        return value.replace(day=1)
+    try:
+        return date.fromisoformat(f"{str(value).strip()[:7]}-01")
+    except ValueError:
+        raise SmscConfigError(f"month must be YYYY-MM, got {value!r}") from None
 
-    The call waits for a slot in the warehouse's API call ledger (``rate_limit`` calls per
-    ``rate_window`` per account, across every worker), then the day's rows replace the
-    stored ones in one transaction. Retries follow :class:`~smsc_hook.retry.SmscRetryPolicy`.
 
-    :param day: ``YYYY-MM-DD`` (templated); default: the local day of the run's data
-        interval in ``timezone`` (default: the DAG's time zone).
-    :param smsc_conn_id: Airflow connection of type ``smsc``.
-    :param postgres_conn_id: Airflow connection of type ``postgres`` for the warehouse.
-    :param account: warehouse key for the account; default from the SMSC connection.
-    """
+@dataclass
+class _Session:
+    """A hook with its pacer and the warehouse engine, for one task execution."""
 
-    template_fields: Sequence[str] = ("day", "smsc_conn_id", "postgres_conn_id", "account")
-    ui_color = "#e8f4fd"
+    hook: SmscHook
+    engine: Engine
+    account: str
+    series: str
+
+    def load(self, day: date) -> tuple[StatReply, LoadResult]:
+        """Fetch ``day`` (paced) and replace what is stored for it."""
+        reply = self.hook.fetch_stat(day, day)
+        result = Warehouse(self.engine).load_day(
+            account=self.account,
+            series=self.series,
+            day=day,
+            rows=reply.rows,
+            raw_reply=reply.raw,
+            reply_format=reply.fmt,
+        )
+        return reply, result
+
+
+class _SmscWarehouseOperator(BaseOperator):
+    """What both operators share: connections, pool, pacing and the retry policy."""
 
     def __init__(
         self,
         *,
-        day: str | date | None = None,
         smsc_conn_id: str = "smsc_default",
         postgres_conn_id: str = "smsc_warehouse",
         account: str | None = None,
-        timezone: str | None = None,
+        balance2: bool | None = None,
         rate_limit: int = DEFAULT_LIMIT,
         rate_window: timedelta = DEFAULT_WINDOW,
         ip_block_pause: timedelta = IP_BLOCK_PAUSE,
@@ -86,20 +108,20 @@ class SmscStatsToPostgresOperator(BaseOperator):
         super().__init__(
             pool=pool, retries=retries, retry_policy=retry_policy or SmscRetryPolicy(), **kwargs
         )
-        self.day = day
         self.smsc_conn_id = smsc_conn_id
         self.postgres_conn_id = postgres_conn_id
         self.account = account
-        self.timezone = timezone
+        self.balance2 = balance2
         self.rate = RateLimit(rate_limit, rate_window)
         self.ip_block_pause = ip_block_pause
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        day = self._resolve_day(context)
+    @contextmanager
+    def _session(self, context: Context) -> Iterator[_Session]:
         hook = SmscHook(self.smsc_conn_id)
         settings = hook.settings  # configuration errors surface before any call
+        if self.balance2 is not None and self.balance2 != settings.balance2:
+            hook.settings = settings = replace(settings, balance2=self.balance2)
         account = self.account or settings.account
-        series = "balance2" if settings.balance2 else "main"
         engine = make_engine(warehouse_url(self.postgres_conn_id))
         try:
             pending = pending_migrations(engine)
@@ -115,21 +137,45 @@ class SmscStatsToPostgresOperator(BaseOperator):
                 caller=caller_id(context),
                 ip_block_pause=self.ip_block_pause,
             )
-            reply = hook.fetch_stat(day, day)
-            result = Warehouse(engine).load_day(
-                account=account,
-                series=series,
-                day=day,
-                rows=reply.rows,
-                raw_reply=reply.raw,
-                reply_format=reply.fmt,
-            )
+            yield _Session(hook, engine, account, "balance2" if settings.balance2 else "main")
         finally:
             engine.dispose()
+
+
+class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
+    """Load one day of SMSC sending statistics into the ``smsc`` warehouse schema.
+
+    The call waits for a slot in the warehouse's API call ledger (``rate_limit`` calls per
+    ``rate_window`` per account, across every worker), then the day's rows replace the
+    stored ones in one transaction. Retries follow :class:`~smsc_hook.retry.SmscRetryPolicy`.
+
+    :param day: ``YYYY-MM-DD`` (templated); default: the local day of the run's data
+        interval in ``timezone`` (default: the DAG's time zone).
+    :param smsc_conn_id: Airflow connection of type ``smsc``.
+    :param postgres_conn_id: Airflow connection of type ``postgres`` for the warehouse.
+    :param account: warehouse key for the account; default from the SMSC connection.
+    :param balance2: load the ``balance2`` series instead of ``main``; default from the
+        connection's ``balance2`` extra.
+    """
+
+    template_fields: Sequence[str] = ("day", "smsc_conn_id", "postgres_conn_id", "account")
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self, *, day: str | date | None = None, timezone: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.day = day
+        self.timezone = timezone
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        day = self._resolve_day(context)
+        with self._session(context) as session:
+            reply, result = session.load(day)
         self.log.info(
             "Loaded %s %s %s: %d row(s) (%d new, %d changed, %d unchanged, %d removed)",
-            account,
-            series,
+            session.account,
+            session.series,
             day.isoformat(),
             len(reply.rows),
             result.inserted,
@@ -138,8 +184,8 @@ class SmscStatsToPostgresOperator(BaseOperator):
             result.deleted,
         )
         return {
-            "account": account,
-            "series": series,
+            "account": session.account,
+            "series": session.series,
             "day": day.isoformat(),
             "rows": len(reply.rows),
             "inserted": result.inserted,
@@ -156,3 +202,56 @@ class SmscStatsToPostgresOperator(BaseOperator):
         if start is None:
             raise SmscConfigError("no day given and the run has no data interval")
         return parse_day(local_day(start, zone(tz_name)))
+
+
+class SmscReconcileMonthOperator(_SmscWarehouseOperator):
+    """Compare SMSC's total for a closed month with the stored days, per login.
+
+    One paced call for the whole month; the result goes to ``smsc.reconciliation``. On a
+    difference every day of the month is re-fetched (paced) and compared again; if the
+    difference persists the task fails with the numbers (no retry).
+
+    :param month: ``YYYY-MM`` (templated).
+    """
+
+    template_fields: Sequence[str] = ("month", "smsc_conn_id", "postgres_conn_id", "account")
+    ui_color = "#fdf3e8"
+
+    def __init__(self, *, month: str | date, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.month = month
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        month = parse_month(self.month)
+        with self._session(context) as session:
+            result = reconcile_month(
+                engine=session.engine,
+                account=session.account,
+                series=session.series,
+                month=month,
+                fetch_month=lambda first, last: session.hook.fetch_stat(first, last).rows,
+                refetch_day=session.load,
+            )
+        if result.refetched_days:
+            self.log.warning(
+                "%s %s %s differed from SMSC's month total; re-fetched %d days, now equal",
+                session.account,
+                session.series,
+                f"{month:%Y-%m}",
+                len(result.refetched_days),
+            )
+        else:
+            self.log.info(
+                "%s %s %s: all %d login(s) match SMSC's month total",
+                session.account,
+                session.series,
+                f"{month:%Y-%m}",
+                len(result.checks),
+            )
+        return {
+            "account": session.account,
+            "series": session.series,
+            "month": f"{month:%Y-%m}",
+            "logins": len(result.checks),
+            "refetched_days": len(result.refetched_days),
+        }

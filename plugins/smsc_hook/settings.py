@@ -7,7 +7,9 @@ error naming the variable, which Airflow shows as the DAG's import error.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, time, timedelta
@@ -29,6 +31,63 @@ DEFAULT_SMSC_CONN_ID = "smsc_default"
 DEFAULT_WAREHOUSE_CONN_ID = "smsc_warehouse"
 #: Airflow Variable written by the bootstrap; the DAG checks it before queueing API tasks.
 BOOTSTRAP_VARIABLE = "smsc_bootstrap"
+DEFAULT_DAG_ID = "smsc_daily_stats"
+_ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,39}")
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One SMSC account: its connection, its DAG, its pool (so its own pacing budget).
+
+    The unnamed account is the single-account default: DAG ``smsc_daily_stats``, pool
+    ``smsc_api``. A named one gets ``smsc_daily_stats_<name>`` and ``smsc_api_<name>``.
+    """
+
+    name: str = ""
+    conn_id: str = DEFAULT_SMSC_CONN_ID
+    balance2: bool = False
+    pool: str = DEFAULT_POOL
+
+    @property
+    def dag_id(self) -> str:
+        return f"{DEFAULT_DAG_ID}_{self.name}" if self.name else DEFAULT_DAG_ID
+
+    @property
+    def series(self) -> tuple[str, ...]:
+        """Balance series loaded per day: main always, balance2 when opted in."""
+        return ("main", "balance2") if self.balance2 else ("main",)
+
+
+def parse_accounts(value: str, default_pool: str) -> tuple[AccountConfig, ...]:
+    """``SMSC_ACCOUNTS``: a JSON list of ``{"name", "conn_id", "balance2"?, "pool"?}``."""
+    try:
+        items = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if not isinstance(items, list) or not items:
+        raise ValueError(
+            'expected a non-empty JSON list like [{"name": "shop", "conn_id": "smsc_shop"}]'
+        )
+    accounts = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {"name", "conn_id", "balance2", "pool"}:
+            raise ValueError(f"item {index}: expected an object with name, conn_id, balance2, pool")
+        name = item.get("name")
+        if not isinstance(name, str) or not _ACCOUNT_NAME.fullmatch(name):
+            raise ValueError(f"item {index}: name must match [a-z0-9_]{{1,40}}, got {name!r}")
+        conn_id = item.get("conn_id", f"smsc_{name}")
+        balance2 = item.get("balance2", False)
+        if not isinstance(conn_id, str) or not conn_id or not isinstance(balance2, bool):
+            raise ValueError(f"item {index}: conn_id must be a string and balance2 true/false")
+        pool = item.get("pool", f"{default_pool}_{name}")
+        if not isinstance(pool, str):
+            raise ValueError(f"item {index}: pool must be a string")
+        accounts.append(AccountConfig(name, conn_id, balance2, _identifier("pool", pool)))
+    for field_name in ("name", "conn_id", "pool"):
+        values = [getattr(a, field_name) for a in accounts]
+        if len(set(values)) != len(values):
+            raise ValueError(f"two accounts share a {field_name}")
+    return tuple(accounts)
 
 
 @dataclass(frozen=True)
@@ -47,6 +106,19 @@ class PipelineSettings:
     rate_window_seconds: float = DEFAULT_WINDOW.total_seconds()
     ip_block_pause_seconds: float = IP_BLOCK_PAUSE.total_seconds()
     retry_backoff_seconds: float = BACKOFF_START.total_seconds()
+    #: Empty: one account from ``smsc_conn_id`` and ``pool`` (see :meth:`all_accounts`).
+    accounts: tuple[AccountConfig, ...] = ()
+
+    def all_accounts(self) -> tuple[AccountConfig, ...]:
+        """The configured accounts, or the single default one."""
+        return self.accounts or (AccountConfig(conn_id=self.smsc_conn_id, pool=self.pool),)
+
+    def account(self, name: str) -> AccountConfig:
+        for account in self.all_accounts():
+            if account.name == name:
+                return account
+        names = ", ".join(repr(a.name) for a in self.all_accounts())
+        raise SmscConfigError(f"no account named {name!r} in SMSC_ACCOUNTS (have {names})")
 
     @property
     def rate(self) -> RateLimit:
@@ -85,6 +157,7 @@ class PipelineSettings:
             "SMSC_LOOKBACK_DAYS", int, env.get("SMSC_LOOKBACK_DAYS", str(DEFAULT_LOOKBACK_DAYS))
         )
         _named("SMSC_LOOKBACK_DAYS", check_lookback, lookback)
+        pool = _identifier("SMSC_POOL", env.get("SMSC_POOL", DEFAULT_POOL))
         settings = cls(
             timezone=tz_name,
             run_at=_named(
@@ -98,7 +171,7 @@ class PipelineSettings:
                 "SMSC_WAREHOUSE_CONN_ID",
                 env.get("SMSC_WAREHOUSE_CONN_ID", DEFAULT_WAREHOUSE_CONN_ID),
             ),
-            pool=_identifier("SMSC_POOL", env.get("SMSC_POOL", DEFAULT_POOL)),
+            pool=pool,
             rate_limit=_named(
                 "SMSC_RATE_LIMIT", int, env.get("SMSC_RATE_LIMIT", str(DEFAULT_LIMIT))
             ),
@@ -116,6 +189,11 @@ class PipelineSettings:
                 "SMSC_RETRY_BACKOFF_SECONDS",
                 _positive,
                 env.get("SMSC_RETRY_BACKOFF_SECONDS", str(BACKOFF_START.total_seconds())),
+            ),
+            accounts=_named(
+                "SMSC_ACCOUNTS",
+                lambda v: parse_accounts(v, pool) if v.strip() else (),
+                env.get("SMSC_ACCOUNTS", ""),
             ),
         )
         _named("SMSC_RATE_LIMIT / SMSC_RATE_WINDOW_SECONDS", lambda s: s.rate, settings)
