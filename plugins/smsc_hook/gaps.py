@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             continue
         wait_for_backfills(account.dag_id)
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        # ``python -m airflow``: the CLI of this interpreter's environment, PATH or not.
+        subprocess.run([sys.executable, "-m", *command], check=True, stdout=subprocess.DEVNULL)
     if not args.dry_run:
         print(f"gaps: {len(ranges)} backfill(s) created; they run under the scheduler")
     return 0

@@ -1,0 +1,102 @@
+"""Two accounts through real Airflow: two DAGs, two pools, rows and budgets kept apart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from devtools.airflow_stack import AirflowStack
+from devtools.simulator_process import RunningSimulator
+from tests.support import query, truth_rows
+
+pytestmark = pytest.mark.airflow
+
+DAY = date(2026, 11, 4)
+ACCOUNTS = [
+    {"name": "demo", "conn_id": "smsc_demo"},
+    {"name": "acme", "conn_id": "smsc_acme", "balance2": True},
+]
+
+
+def connections(sim_url: str, warehouse_url: str) -> dict[str, dict[str, object]]:
+    url = make_url(warehouse_url)
+    return {
+        "smsc_demo": {
+            "conn_type": "smsc",
+            "host": sim_url,
+            "login": "demo",
+            "password": "demo-password",
+        },
+        "smsc_acme": {
+            "conn_type": "smsc",
+            "host": sim_url,
+            "login": "acme",
+            "password": "acme-password",
+        },
+        "smsc_warehouse": {
+            "conn_type": "postgres",
+            "host": url.host,
+            "port": url.port or 5432,
+            "schema": url.database,
+            "login": url.username,
+            "password": url.password or "",
+        },
+    }
+
+
+def test_each_account_has_its_dag_pool_and_rows(
+    tmp_path: Path, simulator: RunningSimulator, warehouse_url: str
+) -> None:
+    stack = AirflowStack(
+        home=tmp_path / "airflow",
+        connections=connections(simulator.url, warehouse_url),
+        extra_env={"SMSC_ACCOUNTS": json.dumps(ACCOUNTS)},
+    )
+    stack.init()
+    bootstrap = stack.python("-m", "smsc_hook.bootstrap", "--no-api-call")
+    assert "pool 'smsc_api_demo': created (1 slot)" in bootstrap
+    assert "pool 'smsc_api_acme': created (1 slot)" in bootstrap
+    pools = stack.airflow("pools", "list", "--output", "json")
+    slots = {p["pool"]: int(p["slots"]) for p in json.loads(pools)}
+    assert (slots.get("smsc_api_demo"), slots.get("smsc_api_acme")) == (1, 1)
+
+    for dag_id in ("smsc_daily_stats_demo", "smsc_daily_stats_acme"):
+        result = subprocess.run(
+            [sys.executable, "-m", "airflow", "dags", "test", dag_id, DAY.isoformat()],
+            env=stack.env,
+            cwd=stack.home,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    stored = query(
+        warehouse_url,
+        "SELECT account, series, login, cnt, credit, debit, currency FROM smsc.daily_stats"
+        " WHERE stat_date = :day ORDER BY 1, 2, 3",
+        day=DAY,
+    )
+    by_account: dict[tuple[str, str], set[tuple]] = {}
+    for account, series, *row in stored:
+        by_account.setdefault((account, series), set()).add(tuple(row))
+    assert by_account[("demo", "main")] == truth_rows(simulator.control, DAY, "demo")
+    assert by_account[("acme", "main")] == truth_rows(simulator.control, DAY, "acme")
+    acme_balance2 = {
+        (r["login"], r["cnt"], r["credit"], r["debit"], r["currency"])
+        for r in simulator.control.truth("acme", DAY, DAY, balance2=True)
+    }
+    assert by_account[("acme", "balance2")] == acme_balance2
+    assert set(by_account) == {("demo", "main"), ("acme", "main"), ("acme", "balance2")}
+
+    calls = query(
+        warehouse_url, "SELECT account, count(*) FROM smsc.api_calls GROUP BY 1 ORDER BY 1"
+    )
+    assert calls == [("acme", 2), ("demo", 1)]
