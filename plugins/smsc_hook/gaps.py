@@ -64,9 +64,11 @@ def check_no_old_gaps(engine: Engine, account: str, series: str, oldest_allowed:
     ranges = group_ranges(find_gaps(engine, account, series, oldest_allowed))
     if ranges:
         days = sum((b - a).days + 1 for a, b in ranges)
+        # The CLI looks at the main series unless told otherwise.
+        command = "python -m smsc_hook.gaps" + ("" if series == "main" else f" --series {series}")
         raise SmscGapsError(
             f"{days} day(s) of {account}/{series} were never loaded: {describe(ranges)}. "
-            f"Fill them with `python -m smsc_hook.gaps` (add --dry-run to preview)"
+            f"Fill them with `{command}` (add --dry-run to preview)"
         )
 
 
@@ -119,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = PipelineSettings.from_env()
-        account = settings.account(args.account)
+        accounts = settings.all_accounts()
+        # As --help promises: with one account configured, --account may be left out.
+        only = accounts[0] if len(accounts) == 1 and not args.account else None
+        account = only or settings.account(args.account)
         key = SmscHook(account.conn_id).settings.account
         engine = make_engine(warehouse_url(settings.warehouse_conn_id))
         try:

@@ -74,11 +74,13 @@ def parse_accounts(value: str, default_pool: str) -> tuple[AccountConfig, ...]:
             raise ValueError(f"item {index}: expected an object with name, conn_id, balance2, pool")
         name = item.get("name")
         if not isinstance(name, str) or not _ACCOUNT_NAME.fullmatch(name):
-            raise ValueError(f"item {index}: name must match [a-z0-9_]{{1,40}}, got {name!r}")
+            raise ValueError(f"item {index}: name must match {_ACCOUNT_NAME.pattern}, got {name!r}")
         conn_id = item.get("conn_id", f"smsc_{name}")
         balance2 = item.get("balance2", False)
         if not isinstance(conn_id, str) or not conn_id or not isinstance(balance2, bool):
             raise ValueError(f"item {index}: conn_id must be a string and balance2 true/false")
+        # Checked like SMSC_CONN_ID, so a bad id fails the parse, not the first task.
+        conn_id = _identifier("conn_id", conn_id)
         pool = item.get("pool", f"{default_pool}_{name}")
         if not isinstance(pool, str):
             raise ValueError(f"item {index}: pool must be a string")
