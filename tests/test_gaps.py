@@ -18,6 +18,7 @@ from smsc_hook.exceptions import SmscFatalError
 from smsc_hook.gaps import (
     SmscGapsError,
     backfill_command,
+    backfill_in_progress,
     check_no_old_gaps,
     describe,
     find_gaps,
@@ -401,3 +402,57 @@ def test_cli_unknown_account_is_an_error_naming_it(run_cli) -> None:
     (line,) = result.stderr.splitlines()
     assert line.startswith("gaps: no account named 'shpo'")
     assert "'shop', 'news'" in line
+
+
+@pytest.mark.parametrize(
+    ("caller", "age", "expected"),
+    [
+        pytest.param(
+            "smsc_daily_stats/backfill__2026-11-02T03:00:00+03:00/load_day[0]#1",
+            "5 minutes",
+            True,
+            id="recent-backfill-call",
+        ),
+        pytest.param(
+            "smsc_daily_stats/backfill__2026-11-02T03:00:00+03:00/load_day[0]#1",
+            "2 hours",
+            False,
+            id="old-backfill-call",
+        ),
+        pytest.param(
+            "smsc_daily_stats/scheduled__2026-11-27T00:00:00+00:00/load_day[0]#1",
+            "5 minutes",
+            False,
+            id="scheduled-call",
+        ),
+        pytest.param(
+            "smsc_daily_stats/manual_backfillish/load_day[0]#1",
+            "5 minutes",
+            False,
+            id="lookalike-run-id",
+        ),
+    ],
+)
+def test_backfill_in_progress_reads_the_ledger(
+    engine: Engine, caller: str, age: str, expected: bool
+) -> None:
+    """A backfill that called the API in the last hour means the gaps are being filled."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO smsc.api_calls (account, reserved_at, window_start, window_end,"
+                " host, caller) VALUES (:account, clock_timestamp() - CAST(:age AS interval),"
+                " '2026-11-01', '2026-11-01', 'http://127.0.0.1', :caller)"
+            ),
+            {"account": ACCOUNT, "age": age, "caller": caller},
+        )
+    assert backfill_in_progress(engine, ACCOUNT) is expected
+    assert backfill_in_progress(engine, "someone-else") is False
+
+
+def test_gap_message_names_the_account_for_several_accounts(engine: Engine) -> None:
+    first = date(2026, 10, 1)
+    load(engine, first)
+    load(engine, first + timedelta(days=3))
+    with pytest.raises(SmscGapsError, match=r"python -m smsc_hook\.gaps --account shop`"):
+        check_no_old_gaps(engine, ACCOUNT, "main", date(2026, 10, 30), account_name="shop")

@@ -59,13 +59,40 @@ def find_gaps(engine: Engine, account: str, series: str, before: date) -> list[d
         )
 
 
-def check_no_old_gaps(engine: Engine, account: str, series: str, oldest_allowed: date) -> None:
+def backfill_in_progress(
+    engine: Engine, account: str, within: timedelta = timedelta(hours=1)
+) -> bool:
+    """Whether a backfill run called the API for ``account`` recently (per the ledger).
+
+    Gaps behind a running backfill are being filled; the Task SDK cannot see backfills,
+    but every call a backfill run makes is in the ledger with its run id.
+    """
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT EXISTS (SELECT FROM smsc.api_calls WHERE account = :account"
+                    " AND caller LIKE '%/backfill\\_\\_%'"
+                    " AND reserved_at > clock_timestamp() - :within)"
+                ),
+                {"account": account, "within": within},
+            ).scalar_one()
+        )
+
+
+def check_no_old_gaps(
+    engine: Engine, account: str, series: str, oldest_allowed: date, account_name: str = ""
+) -> None:
     """Raise when days before ``oldest_allowed`` (outside the lookback) were never loaded."""
     ranges = group_ranges(find_gaps(engine, account, series, oldest_allowed))
     if ranges:
         days = sum((b - a).days + 1 for a, b in ranges)
-        # The CLI looks at the main series unless told otherwise.
-        command = "python -m smsc_hook.gaps" + ("" if series == "main" else f" --series {series}")
+        # The CLI looks at the main series of the only account unless told otherwise.
+        command = "python -m smsc_hook.gaps"
+        if account_name:
+            command += f" --account {account_name}"
+        if series != "main":
+            command += f" --series {series}"
         raise SmscGapsError(
             f"{days} day(s) of {account}/{series} were never loaded: {describe(ranges)}. "
             f"Fill them with `{command}` (add --dry-run to preview)"
