@@ -100,6 +100,7 @@ def build_dag(account: AccountConfig) -> DAG:
 
         reconcile = SmscReconcileMonthOperator.partial(
             task_id="reconcile_month",
+            timezone=SETTINGS.timezone,
             map_index_template="{{ task.month }}{{ ' balance2' if task.balance2 else '' }}",
             **api_task_arguments(account),
         ).expand_kwargs(plan_reconciliation())

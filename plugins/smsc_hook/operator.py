@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -212,14 +212,16 @@ class SmscReconcileMonthOperator(_SmscWarehouseOperator):
     difference persists the task fails with the numbers (no retry).
 
     :param month: ``YYYY-MM`` (templated).
+    :param timezone: the account's zone, which decides whether the month has ended.
     """
 
     template_fields: Sequence[str] = ("month", "smsc_conn_id", "postgres_conn_id", "account")
     ui_color = "#fdf3e8"
 
-    def __init__(self, *, month: str | date, **kwargs: Any) -> None:
+    def __init__(self, *, month: str | date, timezone: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.month = month
+        self.timezone = timezone
 
     def execute(self, context: Context) -> dict[str, Any]:
         month = parse_month(self.month)
@@ -231,6 +233,7 @@ class SmscReconcileMonthOperator(_SmscWarehouseOperator):
                 month=month,
                 fetch_month=lambda first, last: session.hook.fetch_stat(first, last).rows,
                 refetch_day=session.load,
+                today=datetime.now(zone(self.timezone)).date() if self.timezone else None,
             )
         if result.refetched_days:
             self.log.warning(

@@ -149,14 +149,16 @@ def reconcile_month(
     month: date,
     fetch_month: Callable[[date, date], Sequence[StatRow]],
     refetch_day: Callable[[date], object],
+    today: date | None = None,
 ) -> ReconciliationResult:
     """Compare, record, re-fetch on a difference, compare again; raise if it persists.
 
     ``fetch_month`` makes the one month-long call; ``refetch_day`` fetches and stores one
-    day (both paced by the caller's hook). The month must have ended.
+    day (both paced by the caller's hook). The month must have ended by ``today`` (the
+    account's local date; default: the date in the earliest time zone, UTC+14).
     """
     first, last = month_bounds(month)
-    if last >= latest_begun_day():
+    if last >= (today or latest_begun_day()):
         raise SmscConfigError(f"month {first:%Y-%m} has not ended yet: nothing to reconcile")
     api_rows = fetch_month(first, last)
     checks = compare(api_rows, stored_totals(engine, account, series, first))
