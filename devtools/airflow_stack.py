@@ -23,8 +23,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import URL, make_url
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("scheduler", "dag-processor", "api-server")
+
+
+def postgres_connection(url: str | URL) -> dict[str, Any]:
+    """An ``AIRFLOW_CONN_*`` payload (conn_type postgres) for a SQLAlchemy database URL."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return {
+        "conn_type": "postgres",
+        "host": parsed.host,
+        "port": parsed.port or 5432,
+        "schema": parsed.database,
+        "login": parsed.username,
+        "password": parsed.password or "",
+    }
 
 
 def free_port() -> int:

@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, make_url
 
 from devtools import postgres
-from devtools.airflow_stack import REPO_ROOT, AirflowStack
+from devtools.airflow_stack import REPO_ROOT, AirflowStack, postgres_connection
 from devtools.simulator_process import start_simulator
 from smsc_hook.windows import zone
 
@@ -80,17 +80,6 @@ def smsc_connection(pids: dict[str, int]) -> dict[str, Any]:
     pids["simulator"] = sim.process.pid
     say(f"SMSC: simulator at {sim.url} (3 calls per 60 s, like the real API)")
     return {"conn_type": "smsc", "host": sim.url, "login": "demo", "password": "demo-password"}
-
-
-def warehouse_connection(url: URL) -> dict[str, Any]:
-    return {
-        "conn_type": "postgres",
-        "host": url.host,
-        "port": url.port or 5432,
-        "schema": url.database,
-        "login": url.username,
-        "password": url.password or "",
-    }
 
 
 def show_progress(
@@ -181,7 +170,7 @@ def run() -> None:
         home=STATE / "airflow",
         connections={
             "smsc_default": smsc_connection(pids),
-            "smsc_warehouse": warehouse_connection(warehouse),
+            "smsc_warehouse": postgres_connection(warehouse),
         },
         timezone=TIMEZONE,
         # Unpausing creates today's scheduled run; without lookback it adds one call.

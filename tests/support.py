@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from devtools.airflow_stack import AirflowStack, postgres_connection
 from simulator.control import SimulatorControl
 
 DAG_ID = "smsc_daily_stats"
@@ -20,7 +22,6 @@ def airflow_connections(
     simulator_url: str, warehouse_url: str, *, password: str = PASSWORD, **extra: Any
 ) -> dict[str, dict[str, Any]]:
     """``AIRFLOW_CONN_*`` payloads for the simulator and a throwaway warehouse database."""
-    url = make_url(warehouse_url)
     return {
         "smsc_default": {
             "conn_type": "smsc",
@@ -29,14 +30,7 @@ def airflow_connections(
             "password": password,
             "extra": extra,
         },
-        "smsc_warehouse": {
-            "conn_type": "postgres",
-            "host": url.host,
-            "port": url.port or 5432,
-            "schema": url.database,
-            "login": url.username,
-            "password": url.password or "",
-        },
+        "smsc_warehouse": postgres_connection(warehouse_url),
     }
 
 
@@ -94,3 +88,18 @@ def overlapping(intervals: Sequence[tuple[datetime, datetime]]) -> list[tuple]:
             found.append((start, end))
         latest_end = end if latest_end is None else max(latest_end, end)
     return found
+
+
+def dags_test(
+    stack: AirflowStack, day: date, dag_id: str = DAG_ID
+) -> subprocess.CompletedProcess[str]:
+    """``airflow dags test DAG_ID DAY`` in the stack's environment (in-process tasks)."""
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "test", dag_id, day.isoformat()],
+        env=stack.env,
+        cwd=stack.home,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )

@@ -14,9 +14,9 @@ import pytest
 from devtools.airflow_stack import REPO_ROOT, AirflowStack
 from devtools.simulator_process import RunningSimulator
 from tests.support import (
-    DAG_ID,
     PASSWORD,
     airflow_connections,
+    dags_test,
     query,
     stored_rows,
     truth_rows,
@@ -129,18 +129,6 @@ def stack(
     airflow_home.connections = airflow_connections(simulator.url, warehouse_url)
     airflow_home.python("-m", "smsc_hook.bootstrap", "--no-api-call")
     return airflow_home
-
-
-def dags_test(stack: AirflowStack, day: date) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "test", DAG_ID, day.isoformat()],
-        env=stack.env,
-        cwd=stack.home,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def api_calls(warehouse_url: str) -> list[tuple]:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from devtools.airflow_stack import AirflowStack
+from devtools.airflow_stack import AirflowStack, postgres_connection
 from devtools.simulator_process import RunningSimulator
-from tests.support import query, truth_rows
+from tests.support import dags_test, query, truth_rows
 
 pytestmark = pytest.mark.airflow
 
@@ -25,7 +22,6 @@ ACCOUNTS = [
 
 
 def connections(sim_url: str, warehouse_url: str) -> dict[str, dict[str, object]]:
-    url = make_url(warehouse_url)
     return {
         "smsc_demo": {
             "conn_type": "smsc",
@@ -39,14 +35,7 @@ def connections(sim_url: str, warehouse_url: str) -> dict[str, dict[str, object]
             "login": "acme",
             "password": "acme-password",
         },
-        "smsc_warehouse": {
-            "conn_type": "postgres",
-            "host": url.host,
-            "port": url.port or 5432,
-            "schema": url.database,
-            "login": url.username,
-            "password": url.password or "",
-        },
+        "smsc_warehouse": postgres_connection(warehouse_url),
     }
 
 
@@ -67,15 +56,7 @@ def test_each_account_has_its_dag_pool_and_rows(
     assert (slots.get("smsc_api_demo"), slots.get("smsc_api_acme")) == (1, 1)
 
     for dag_id in ("smsc_daily_stats_demo", "smsc_daily_stats_acme"):
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", "dags", "test", dag_id, DAY.isoformat()],
-            env=stack.env,
-            cwd=stack.home,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        result = dags_test(stack, DAY, dag_id)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     stored = query(
