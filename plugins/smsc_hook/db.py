@@ -52,8 +52,16 @@ def url_from_connection(
 def warehouse_url(conn_id: str) -> URL:
     """Resolve the Airflow connection ``conn_id`` (conn_type ``postgres``) to a URL."""
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
-    conn = BaseHook.get_connection(conn_id)
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        # A config error: the retry policy fails at once instead of retrying 8 times.
+        raise SmscConfigError(
+            f"warehouse connection {conn_id!r} is not defined: add it (type postgres) "
+            f"or set AIRFLOW_CONN_{conn_id.upper()}"
+        ) from None
     if conn.conn_type not in {"postgres", "postgresql"}:
         raise SmscConfigError(
             f"connection {conn_id!r} has conn_type {conn.conn_type!r}; "

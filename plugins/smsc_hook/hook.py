@@ -13,9 +13,16 @@ from typing import Any, ClassVar, Protocol
 
 import requests
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 
 from smsc_hook.connection import SmscSettings, settings_from_connection
-from smsc_hook.exceptions import SmscApiError, SmscError, SmscReplyError, SmscTransportError
+from smsc_hook.exceptions import (
+    SmscApiError,
+    SmscConfigError,
+    SmscError,
+    SmscReplyError,
+    SmscTransportError,
+)
 from smsc_hook.models import StatRow
 from smsc_hook.parsing import parse_stat_reply
 
@@ -121,7 +128,15 @@ class SmscHook(BaseHook):
 
     @cached_property
     def settings(self) -> SmscSettings:
-        conn = self.get_connection(self.smsc_conn_id)
+        try:
+            conn = self.get_connection(self.smsc_conn_id)
+        except AirflowNotFoundException:
+            # A config error, so the retry policy fails the task at once instead of
+            # retrying a connection that cannot appear by itself (8 tries, 5 min apart).
+            raise SmscConfigError(
+                f"SMSC connection {self.smsc_conn_id!r} is not defined: add it (type smsc) "
+                f"or set AIRFLOW_CONN_{self.smsc_conn_id.upper()}"
+            ) from None
         return settings_from_connection(conn.host, conn.login, conn.password, conn.extra)
 
     @cached_property

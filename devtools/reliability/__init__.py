@@ -1,0 +1,1 @@
+"""Reliability suite and soak: the pipeline under faults, load and bad input."""

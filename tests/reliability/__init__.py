@@ -1,0 +1,1 @@
+"""Reliability and security suite: faults, load, bad input, secrets (marker ``reliability``)."""
