@@ -1,0 +1,232 @@
+"""Numbers from one phase's evidence: throughput, efficiency, rejections, overhead, memory.
+
+Pure functions of a :class:`~devtools.benchmark.phase.PhaseRecord`, so the definitions
+(written out in ``docs/benchmarks.md``) live in one place and can be read next to the code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from dataclasses import dataclass
+
+from devtools.benchmark.phase import PhaseRecord, TaskTry
+
+LIMIT = 3
+WINDOW_S = 60.0
+LOAD_TASK = "load_day"
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Count, median, 95th percentile and maximum of some seconds (None when empty)."""
+
+    count: int
+    p50: float | None
+    p95: float | None
+    max: float | None
+
+    @classmethod
+    def of(cls, values: list[float]) -> Distribution:
+        if not values:
+            return cls(0, None, None, None)
+        ordered = sorted(values)
+        return cls(len(ordered), statistics.median(ordered), percentile(ordered, 95), ordered[-1])
+
+
+@dataclass(frozen=True)
+class PhaseMetrics:
+    """Everything the report prints for one DAG."""
+
+    title: str
+    dag_id: str
+    days: int
+    windows: int
+    run_states: dict[str, int]
+    timed_out: bool
+    wall_s: float
+    windows_per_min: float
+    calls_ok: int
+    rejected_9: int
+    other_errors: int
+    most_calls_in_window: int
+    first_call_s: float | None
+    calls_span_s: float | None
+    fastest_span_s: float
+    window_period_s: float | None
+    tail_s: float | None
+    steady_efficiency: float | None
+    wall_efficiency: float
+    retries: int
+    start_to_call: Distribution
+    call_to_commit: Distribution
+    reply_to_commit: Distribution
+    commit_to_end: Distribution
+    scheduler_gap: Distribution
+    peak_rss_load_mib: float | None
+    peak_rss_any_mib: float | None
+    load_mean: float | None
+    load_max: float | None
+    foreign_airflow: int
+    dags_report_s: float | None
+    processor_parse: Distribution
+    worker_parse: Distribution
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """Linear-interpolated percentile of an ascending list."""
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def fastest_span(calls: int, limit: int = LIMIT, window: float = WINDOW_S) -> float:
+    """The least time from the first to the last of ``calls`` the rolling limit allows.
+
+    Bursts of ``limit`` calls one ``window`` apart are the fastest legal pattern.
+    """
+    return (math.ceil(calls / limit) - 1) * window
+
+
+def window_period(times: list[float], limit: int = LIMIT) -> float | None:
+    """Seconds per ``limit`` accepted calls, over whole periods (None under ``limit`` + 1).
+
+    Call 0 to call ``k * limit``: the same position in the first and the last full burst,
+    so neither bursts nor calls spread out inside a burst bias it.
+    """
+    periods = (len(times) - 1) // limit
+    if periods < 1:
+        return None
+    ordered = sorted(times)
+    return (ordered[periods * limit] - ordered[0]) / periods
+
+
+def steady_efficiency(times: list[float], window: float = WINDOW_S) -> float | None:
+    """The limit's window ÷ the measured time per ``LIMIT`` accepted calls (1.0 = at the limit)."""
+    period = window_period(times)
+    return window / period if period else None
+
+
+def most_in_window(times: list[float], window: float = WINDOW_S) -> int:
+    """The most of ``times`` inside any half-open rolling ``window``."""
+    ordered = sorted(times)
+    best = 0
+    for i, first in enumerate(ordered):
+        best = max(best, sum(1 for t in ordered[i:] if t - first < window))
+    return best
+
+
+def caller_of(dag_id: str, attempt: TaskTry) -> str:
+    """The ledger's ``caller`` for a try (see ``smsc_hook.operator.caller_id``)."""
+    index = f"[{attempt.map_index}]" if attempt.map_index >= 0 else ""
+    return f"{dag_id}/{attempt.run_id}/{attempt.task_id}{index}#{attempt.try_number}"
+
+
+def start_to_call(record: PhaseRecord, loads: list[TaskTry]) -> list[float]:
+    """Per try that called SMSC: try start → request at the simulator, minus pacing waits."""
+    waited = {caller: wait for caller, _, wait in record.ledger}
+    arrivals = sorted(r["time"] for r in record.requests)
+    found = []
+    for attempt in loads:
+        if attempt.start is None:
+            continue
+        end = attempt.end if attempt.end is not None else math.inf
+        # The pool has one slot, so a request inside a try's interval is that try's.
+        inside = [t for t in arrivals if attempt.start <= t <= end]
+        if inside:
+            wait = waited.get(caller_of(record.spec.dag_id, attempt), 0.0)
+            found.append(inside[0] - attempt.start - wait)
+    return found
+
+
+@dataclass(frozen=True)
+class AfterReply:
+    """Per loaded window, seconds from the call (or the reply) to the commit, and after."""
+
+    call_to_commit: list[float]
+    reply_to_commit: list[float]
+    commit_to_end: list[float]
+
+
+def after_reply(record: PhaseRecord, loads: list[TaskTry]) -> AfterReply:
+    """Request at SMSC → committed, reply logged → committed, committed → try ended."""
+    arrivals = sorted(r["time"] for r in record.requests if r.get("outcome") == "ok")
+    result = AfterReply([], [], [])
+    for attempt in loads:
+        marks = record.marks.get(attempt.key)
+        if marks is None or marks.loaded is None:
+            continue
+        loaded = marks.loaded
+        called = [t for t in arrivals if (attempt.start or 0.0) <= t <= loaded]
+        if called:
+            result.call_to_commit.append(loaded - called[-1])
+        if marks.reply is not None:
+            result.reply_to_commit.append(loaded - marks.reply)
+        if attempt.end is not None:
+            result.commit_to_end.append(attempt.end - loaded)
+    return result
+
+
+def scheduler_gaps(loads: list[TaskTry]) -> list[float]:
+    """Idle pool slot: one load try's end → the next load try's start (gaps > 0 only)."""
+    timed = sorted((t.start, t.end) for t in loads if t.start is not None and t.end is not None)
+    return [start - end for (_, end), (start, _) in itertools.pairwise(timed) if start > end]
+
+
+def peak_rss_mib(record: PhaseRecord, ti_ids: set[str] | None) -> float | None:
+    peaks = [
+        kib
+        for ti_id, kib in record.processes.peak_rss_kib.items()
+        if ti_ids is None or ti_id in ti_ids
+    ]
+    return max(peaks) / 1024 if peaks else None
+
+
+def compute(record: PhaseRecord) -> PhaseMetrics:
+    """The report's numbers for one phase."""
+    loads = [t for t in record.tries if t.task_id == LOAD_TASK]
+    arrivals = sorted(r["time"] for r in record.requests)
+    ok_times = sorted(r["time"] for r in record.requests if r.get("outcome") == "ok")
+    codes = [r.get("error_code") for r in record.requests if r.get("outcome") != "ok"]
+    wall = record.finished - record.started
+    after = after_reply(record, loads)
+    own_ids = {t.ti_id for t in record.tries}
+    load = record.processes.load_1min
+    return PhaseMetrics(
+        title=record.spec.title,
+        dag_id=record.spec.dag_id,
+        days=len(record.days),
+        windows=record.windows_loaded,
+        run_states=record.run_states,
+        timed_out=record.timed_out,
+        wall_s=wall,
+        windows_per_min=record.windows_loaded / wall * 60 if wall > 0 else 0.0,
+        calls_ok=len(ok_times),
+        rejected_9=sum(code == 9 for code in codes),
+        other_errors=sum(code != 9 for code in codes),
+        most_calls_in_window=most_in_window(arrivals),
+        first_call_s=arrivals[0] - record.started if arrivals else None,
+        calls_span_s=ok_times[-1] - ok_times[0] if ok_times else None,
+        fastest_span_s=fastest_span(len(ok_times)) if ok_times else 0.0,
+        window_period_s=window_period(ok_times),
+        tail_s=record.finished - arrivals[-1] if arrivals else None,
+        steady_efficiency=steady_efficiency(ok_times),
+        wall_efficiency=fastest_span(record.windows_loaded) / wall if wall > 0 else 0.0,
+        retries=sum(t.try_number > 1 and t.start is not None for t in loads),
+        start_to_call=Distribution.of(start_to_call(record, loads)),
+        call_to_commit=Distribution.of(after.call_to_commit),
+        reply_to_commit=Distribution.of(after.reply_to_commit),
+        commit_to_end=Distribution.of(after.commit_to_end),
+        scheduler_gap=Distribution.of(scheduler_gaps(loads)),
+        peak_rss_load_mib=peak_rss_mib(record, {t.ti_id for t in loads}),
+        peak_rss_any_mib=peak_rss_mib(record, own_ids),
+        load_mean=statistics.fmean(load) if load else None,
+        load_max=max(load) if load else None,
+        foreign_airflow=record.processes.foreign_airflow,
+        dags_report_s=record.dags_report_s,
+        processor_parse=Distribution.of(record.processor_parse_s),
+        worker_parse=Distribution.of(
+            [m.parse for m in record.marks.values() if m.parse is not None]
+        ),
+    )
