@@ -42,6 +42,22 @@ def postgres_connection(url: str | URL) -> dict[str, Any]:
     }
 
 
+def pipeline_connections(
+    simulator_url: str, warehouse_url: str | URL, *, login: str, password: str, **extra: Any
+) -> dict[str, dict[str, Any]]:
+    """``AIRFLOW_CONN_*`` payloads: an SMSC (simulator) account as ``smsc_default`` and a
+    warehouse database as ``smsc_warehouse``; ``extra`` goes to the SMSC connection."""
+    smsc: dict[str, Any] = {
+        "conn_type": "smsc",
+        "host": simulator_url,
+        "login": login,
+        "password": password,
+    }
+    if extra:
+        smsc["extra"] = extra
+    return {"smsc_default": smsc, "smsc_warehouse": postgres_connection(warehouse_url)}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

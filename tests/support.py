@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from devtools.airflow_stack import AirflowStack, postgres_connection
+from devtools.airflow_stack import AirflowStack, pipeline_connections
 from simulator.control import SimulatorControl
 
 DAG_ID = "smsc_daily_stats"
@@ -22,16 +22,9 @@ def airflow_connections(
     simulator_url: str, warehouse_url: str, *, password: str = PASSWORD, **extra: Any
 ) -> dict[str, dict[str, Any]]:
     """``AIRFLOW_CONN_*`` payloads for the simulator and a throwaway warehouse database."""
-    return {
-        "smsc_default": {
-            "conn_type": "smsc",
-            "host": simulator_url,
-            "login": ACCOUNT,
-            "password": password,
-            "extra": extra,
-        },
-        "smsc_warehouse": postgres_connection(warehouse_url),
-    }
+    return pipeline_connections(
+        simulator_url, warehouse_url, login=ACCOUNT, password=password, **extra
+    )
 
 
 def truth_rows(control: SimulatorControl, day: date, account: str = ACCOUNT) -> set[tuple]:

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from devtools.airflow_stack import AirflowStack, running_stack
+from devtools.airflow_stack import AirflowStack, pipeline_connections, running_stack
 from devtools.benchmark.procs import ProcessSampler, ProcessSamples
 from devtools.postgres import throwaway_database
 from devtools.simulator_process import running_simulator
@@ -115,23 +114,9 @@ class PhaseRecord:
 
 def connections(simulator_url: str, warehouse_url: str) -> dict[str, dict[str, Any]]:
     """``AIRFLOW_CONN_*`` payloads for the simulator and the phase's warehouse database."""
-    url = make_url(warehouse_url)
-    return {
-        "smsc_default": {
-            "conn_type": "smsc",
-            "host": simulator_url,
-            "login": SMSC_LOGIN,
-            "password": SMSC_PASSWORD,
-        },
-        "smsc_warehouse": {
-            "conn_type": "postgres",
-            "host": url.host,
-            "port": url.port or 5432,
-            "schema": url.database,
-            "login": url.username,
-            "password": url.password or "",
-        },
-    }
+    return pipeline_connections(
+        simulator_url, warehouse_url, login=SMSC_LOGIN, password=SMSC_PASSWORD
+    )
 
 
 def backfill_command(spec: PhaseSpec, days: list[date]) -> list[str]:

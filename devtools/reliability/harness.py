@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from devtools import postgres
-from devtools.airflow_stack import AirflowStack, running_stack
+from devtools.airflow_stack import AirflowStack, pipeline_connections, running_stack
 from simulator.control import SimulatorControl
 from smsc_hook.windows import zone
 
@@ -105,24 +104,9 @@ def connections(
     simulator_url: str, warehouse_url: str, *, password: str, **extra: Any
 ) -> dict[str, dict[str, Any]]:
     """``AIRFLOW_CONN_*`` payloads: the simulator as ``smsc_default``, the warehouse DB."""
-    url = make_url(warehouse_url)
-    return {
-        "smsc_default": {
-            "conn_type": "smsc",
-            "host": simulator_url,
-            "login": ACCOUNT,
-            "password": password,
-            "extra": extra,
-        },
-        "smsc_warehouse": {
-            "conn_type": "postgres",
-            "host": url.host,
-            "port": url.port or 5432,
-            "schema": url.database,
-            "login": url.username,
-            "password": url.password or "",
-        },
-    }
+    return pipeline_connections(
+        simulator_url, warehouse_url, login=ACCOUNT, password=password, **extra
+    )
 
 
 # --- driving a deployment ------------------------------------------------------------------------
