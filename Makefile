@@ -41,3 +41,9 @@ clean:
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m devtools.benchmark
+
+# 90-day backfill under random API faults at a scaled rate window (about 6 minutes);
+# exits 1 if any day differs from the simulator's ground truth. Not part of `make test`.
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m devtools.reliability.soak --days 90 --rate-window 2 --fault-rate 0.2 --seed 7

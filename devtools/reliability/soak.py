@@ -1,7 +1,8 @@
 """``python -m devtools.reliability.soak``: a long backfill under random API faults (case 7).
 
-Not part of CI (about 15-25 minutes for 90 days). A real scheduler backfills ``--days``
-days against the simulator, whose rate window is scaled down; a seeded random schedule of
+Not part of CI (``make soak``: about 6 minutes for 90 days at ``--rate-window 2``).
+A real scheduler backfills ``--days`` days against the simulator, whose rate window is
+scaled down; a seeded random schedule of
 faults — timeouts, resets, HTTP 500/502/503, HTML pages, truncated JSON, slow replies near
 the timeout, error 9 and error 4 — hits about ``--fault-rate`` of the calls. Afterwards the
 same checks as the suite's case 1 run: every day equals the simulator's ground truth and
