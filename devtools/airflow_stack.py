@@ -111,7 +111,11 @@ class AirflowStack:
                 "AIRFLOW__CORE__DEFAULT_TIMEZONE": self.timezone,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                # SQLite has one writer at a time; the 5 s default busy timeout is too short
+                # when `airflow backfill create` writes while the scheduler holds the lock.
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                    f"sqlite:///{self.home / 'airflow.db'}?timeout=60"
+                ),
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__WORKERS": "1",
