@@ -47,14 +47,13 @@ def pipeline_connections(
 ) -> dict[str, dict[str, Any]]:
     """``AIRFLOW_CONN_*`` payloads: an SMSC (simulator) account as ``smsc_default`` and a
     warehouse database as ``smsc_warehouse``; ``extra`` goes to the SMSC connection."""
-    smsc: dict[str, Any] = {
+    smsc = {
         "conn_type": "smsc",
         "host": simulator_url,
         "login": login,
         "password": password,
+        "extra": extra,
     }
-    if extra:
-        smsc["extra"] = extra
     return {"smsc_default": smsc, "smsc_warehouse": postgres_connection(warehouse_url)}
 
 
