@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
+import pickle
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
@@ -13,11 +17,18 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 
 from smsc_hook.migrations import apply_migrations
 from smsc_hook.models import StatRow
-from smsc_hook.warehouse import LoadResult, Warehouse, latest_begun_day, window_lock_key
+from smsc_hook.warehouse import (
+    LoadResult,
+    RemovalNeedsWitness,
+    Warehouse,
+    latest_begun_day,
+    same_rows,
+    window_lock_key,
+)
 
 DAY = date(2024, 3, 15)
 ACCOUNT = "acme"
@@ -39,6 +50,7 @@ def load(
     series: str = "main",
     raw_reply: bytes | None = None,
     reply_format: int = 3,
+    removals_confirmed: bool = False,
 ) -> LoadResult:
     return wh.load_day(
         account=account,
@@ -47,6 +59,7 @@ def load(
         rows=rows,
         raw_reply=raw_reply if raw_reply is not None else repr(list(rows)).encode(),
         reply_format=reply_format,
+        removals_confirmed=removals_confirmed,
     )
 
 
@@ -67,7 +80,7 @@ def table_dump(wh: Warehouse) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every warehouse table, to compare a state before and after."""
     return {
         table: query(wh, f"SELECT * FROM smsc.{table} ORDER BY 1, 2")
-        for table in ("stat_day", "load_log", "raw_reply", "stat_revision")
+        for table in ("stat_day", "load_log", "raw_reply", "stat_revision", "disputed_reply")
     }
 
 
@@ -120,7 +133,7 @@ def test_changed_values_write_a_revision_with_old_and_new(wh: Warehouse) -> None
 
 def test_vanished_login_is_deleted_and_recorded(wh: Warehouse) -> None:
     load(wh, REPLY_A)
-    result = load(wh, [REPLY_A[0]])
+    result = load(wh, [REPLY_A[0]], removals_confirmed=True)
 
     assert (result.deleted, result.revisions) == (1, 1)
     assert wh.stored_rows(ACCOUNT, "main", DAY) == [REPLY_A[0]]
@@ -137,7 +150,7 @@ def test_login_appearing_on_a_loaded_day_is_recorded_with_empty_old(wh: Warehous
 
 def test_load_log_row_counts_match_the_result(wh: Warehouse) -> None:
     load(wh, REPLY_A)
-    result = load(wh, [row("acme", 11), row("third", 1)])
+    result = load(wh, [row("acme", 11), row("third", 1)], removals_confirmed=True)
 
     logged = query(
         wh,
@@ -158,7 +171,7 @@ def test_scale_only_difference_is_not_a_change(wh: Warehouse) -> None:
 
 def test_empty_reply_clears_the_day_and_is_logged(wh: Warehouse) -> None:
     load(wh, REPLY_A)
-    result = load(wh, [], raw_reply=b"[]")
+    result = load(wh, [], raw_reply=b"[]", removals_confirmed=True)
 
     assert (result.deleted, result.revisions) == (2, 2)
     assert wh.stored_rows(ACCOUNT, "main", DAY) == []
@@ -202,7 +215,7 @@ def test_a_load_touches_only_its_own_window(wh: Warehouse) -> None:
     before = query(wh, "SELECT * FROM smsc.stat_day ORDER BY 1, 2, 3, 4")
 
     load(wh, REPLY_A)
-    load(wh, [], raw_reply=b"[]")
+    load(wh, [], raw_reply=b"[]", removals_confirmed=True)
 
     assert query(wh, "SELECT * FROM smsc.stat_day ORDER BY 1, 2, 3, 4") == before
 
@@ -232,6 +245,312 @@ def test_monthly_stats_sums_per_month_login_and_currency(wh: Warehouse) -> None:
         (date(2024, 3, 1), "sub", "USD", 1, Decimal("2"), Decimal("0"), 1),
         (date(2024, 4, 1), "acme", "RUB", 100, Decimal("150"), Decimal("0"), 1),
     ]
+
+
+# --- a destructive re-fetch needs a second witness ----------------------------------------
+
+REMOVING_REPLIES = [
+    pytest.param([], ["acme", "acme-sub"], id="empty-reply-for-a-two-row-day"),
+    pytest.param([REPLY_A[0]], ["acme-sub"], id="one-of-two-logins-dropped"),
+    pytest.param(
+        [row("acme", 12, "18.00"), row("newcomer", 1)],
+        ["acme-sub"],
+        id="dropped-while-others-change",
+    ),
+]
+
+
+@pytest.mark.parametrize(("reply", "removed"), REMOVING_REPLIES)
+def test_removal_without_a_witness_is_refused_and_writes_nothing(
+    wh: Warehouse, reply: list[StatRow], removed: list[str]
+) -> None:
+    load(wh, REPLY_A)
+    load(wh, REPLY_A)  # a second load, so the day is a re-fetched one with a history
+    before = table_dump(wh)
+
+    with pytest.raises(RemovalNeedsWitness) as refused:
+        load(wh, reply)
+
+    assert table_dump(wh) == before
+    assert wh.stored_rows(ACCOUNT, "main", DAY) == REPLY_A
+    err = refused.value
+    assert (err.account, err.series, err.day) == (ACCOUNT, "main", DAY)
+    assert (err.removed_logins, err.stored_count, err.fetched_count) == (removed, 2, len(reply))
+    for login in removed:
+        assert repr(login) in str(err)
+    assert f"{ACCOUNT}/main/{DAY.isoformat()}" in str(err)
+    assert "removals_confirmed=True" in str(err)
+
+
+@pytest.mark.parametrize(("reply", "removed"), REMOVING_REPLIES)
+def test_confirmed_removal_is_applied_with_revisions(
+    wh: Warehouse, reply: list[StatRow], removed: list[str]
+) -> None:
+    load(wh, REPLY_A)
+    result = load(wh, reply, removals_confirmed=True)
+
+    assert result.deleted == len(removed)
+    assert wh.stored_rows(ACCOUNT, "main", DAY) == sorted(reply, key=lambda r: r.login)
+    vanished = [rev[0] for rev in revisions(wh) if rev[4] is None]
+    assert vanished == removed
+    assert result.revisions == len(revisions(wh))
+
+
+def test_empty_day_message_says_it_would_empty_the_day(wh: Warehouse) -> None:
+    load(wh, REPLY_A)
+    with pytest.raises(RemovalNeedsWitness, match="would empty the stored day"):
+        load(wh, [], raw_reply=b"[]")
+    with pytest.raises(RemovalNeedsWitness, match="would remove stored logins"):
+        load(wh, [REPLY_A[1]])
+
+
+def test_witness_message_names_at_most_ten_logins_but_keeps_them_all(wh: Warehouse) -> None:
+    many = [row(f"sub-{n:02d}", 1) for n in range(12)]
+    load(wh, many)
+
+    with pytest.raises(RemovalNeedsWitness) as refused:
+        load(wh, [], raw_reply=b"[]")
+
+    assert refused.value.removed_logins == [r.login for r in many]
+    assert "'sub-09'" in str(refused.value)
+    assert "'sub-10'" not in str(refused.value)
+    assert "and 2 more" in str(refused.value)
+
+
+def test_removal_needs_witness_survives_pickling() -> None:
+    err = RemovalNeedsWitness(
+        account=ACCOUNT,
+        series="balance2",
+        day=DAY,
+        removed_logins=["b", "a"],
+        stored_count=3,
+        fetched_count=1,
+    )
+    copy = pickle.loads(pickle.dumps(err))  # noqa: S301 - our own bytes
+
+    assert type(copy) is RemovalNeedsWitness
+    assert str(copy) == str(err)
+    assert copy.removed_logins == ["a", "b"]
+    assert (copy.account, copy.series, copy.day, copy.stored_count, copy.fetched_count) == (
+        ACCOUNT,
+        "balance2",
+        DAY,
+        3,
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("neighbour", "reply"),
+    [
+        pytest.param(None, [], id="first-load-empty"),
+        pytest.param(None, REPLY_A, id="first-load-with-rows"),
+        pytest.param({"series": "balance2"}, [], id="other-series-stored"),
+        pytest.param({"day": DAY - timedelta(days=1)}, [], id="previous-day-stored"),
+        pytest.param({"account": "other"}, [], id="other-account-stored"),
+    ],
+)
+def test_first_load_of_a_day_needs_no_witness(
+    wh: Warehouse, neighbour: dict[str, Any] | None, reply: list[StatRow]
+) -> None:
+    if neighbour is not None:
+        load(wh, REPLY_A, **neighbour)
+
+    result = load(wh, reply, raw_reply=repr(reply).encode())
+
+    assert (result.inserted, result.deleted) == (len(reply), 0)
+    assert wh.stored_rows(ACCOUNT, "main", DAY) == reply
+    assert query(wh, "SELECT row_count FROM smsc.load_log WHERE id = :id", id=result.load_id) == [
+        (len(reply),)
+    ]
+    assert DAY in wh.loaded_days(ACCOUNT, "main", DAY, DAY)
+
+
+@pytest.mark.parametrize(
+    ("reply", "counts"),
+    [
+        pytest.param(REPLY_A, (0, 0, 2), id="same-reply"),
+        pytest.param([*REPLY_A, row("newcomer", 1)], (1, 0, 2), id="login-added"),
+        pytest.param([row("acme", 12, "18.00"), REPLY_A[1]], (0, 1, 1), id="login-updated"),
+        pytest.param(
+            [row("acme-sub", 6, "9.00"), row("acme", 10, "15.0"), row("z", 1)],
+            (1, 1, 1),
+            id="added-updated-reordered",
+        ),
+    ],
+)
+def test_reply_that_only_adds_or_updates_needs_no_witness(
+    wh: Warehouse, reply: list[StatRow], counts: tuple[int, int, int]
+) -> None:
+    load(wh, REPLY_A)
+    result = load(wh, reply)
+
+    assert (result.inserted, result.updated, result.unchanged, result.deleted) == (*counts, 0)
+    assert [r.login for r in wh.stored_rows(ACCOUNT, "main", DAY)] == sorted(r.login for r in reply)
+
+
+# --- comparing two replies ----------------------------------------------------------------
+
+X, Y = row("acme", 10, "15.00"), row("acme-sub", 5, "7.50")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        pytest.param([], [], True, id="both-empty"),
+        pytest.param([X, Y], [X, Y], True, id="identical"),
+        pytest.param([X, Y], [Y, X], True, id="reordered"),
+        pytest.param([X], [row("acme", 10, "15.0", "0.00")], True, id="scale-only"),
+        pytest.param([X, Y], [X], False, id="login-missing"),
+        pytest.param([X], [X, Y], False, id="login-extra"),
+        pytest.param([X], [], False, id="one-empty"),
+        pytest.param([X], [row("acme", 11, "15.00")], False, id="cnt-differs"),
+        pytest.param([X], [row("acme", 10, "15.01")], False, id="credit-differs"),
+        pytest.param([X], [row("acme", 10, "15.00", "1")], False, id="debit-differs"),
+        pytest.param([X], [row("acme", 10, "15.00", cur="RUR")], False, id="currency-differs"),
+        pytest.param([X], [row("other", 10, "15.00")], False, id="login-renamed"),
+        pytest.param([X, X, Y], [X, Y, Y], False, id="same-logins-different-multiplicity"),
+    ],
+)
+def test_same_rows(a: list[StatRow], b: list[StatRow], same: bool) -> None:
+    assert same_rows(a, b) is same
+    assert same_rows(b, a) is same
+
+
+# --- archiving disputed replies -----------------------------------------------------------
+
+
+def disputed(wh: Warehouse) -> list[tuple[Any, ...]]:
+    return [
+        (i, acc, ser, d, fmt, bytes(body), sha, reason, at is not None)
+        for i, acc, ser, d, fmt, body, sha, reason, at in query(
+            wh,
+            "SELECT id, account, series, stat_date, reply_format, body, sha256, reason,"
+            " fetched_at FROM smsc.disputed_reply ORDER BY id",
+        )
+    ]
+
+
+def test_archive_disputed_keeps_both_replies_and_leaves_the_day_alone(wh: Warehouse) -> None:
+    load(wh, REPLY_A)
+    before = table_dump(wh)
+    first, second = b"[]", "login = acme, cnt = 10\r\n".encode("cp1251") + b"\xff"
+
+    ids = wh.archive_disputed(
+        account=ACCOUNT,
+        series="main",
+        day=DAY,
+        replies=[(first, 3), (second, 0)],
+        reason="first fetch empty, second fetch had 1 login; 2 stored",
+    )
+
+    assert len(ids) == 2
+    assert ids == sorted(ids)
+    reason = "first fetch empty, second fetch had 1 login; 2 stored"
+    assert disputed(wh) == [
+        (ids[0], ACCOUNT, "main", DAY, 3, first, hashlib.sha256(first).hexdigest(), reason, True),
+        (ids[1], ACCOUNT, "main", DAY, 0, second, hashlib.sha256(second).hexdigest(), reason, True),
+    ]
+    after = table_dump(wh)
+    assert len(after.pop("disputed_reply")) == 2
+    before.pop("disputed_reply")
+    assert after == before
+    assert wh.stored_rows(ACCOUNT, "main", DAY) == REPLY_A
+
+
+def test_archive_disputed_works_for_a_day_never_loaded(wh: Warehouse) -> None:
+    (only,) = wh.archive_disputed(
+        account=ACCOUNT, series="balance2", day=DAY, replies=[(b"", 1)], reason="r"
+    )
+    assert [row[:5] for row in disputed(wh)] == [(only, ACCOUNT, "balance2", DAY, 1)]
+    assert wh.loaded_days(ACCOUNT, "balance2", DAY, DAY) == set()
+
+
+GOOD_ARCHIVE: dict[str, Any] = {
+    "account": ACCOUNT,
+    "series": "main",
+    "day": DAY,
+    "replies": [(b"[]", 3), (b"[]", 3)],
+    "reason": "disagreeing re-fetches",
+}
+
+BAD_ARCHIVE = [
+    pytest.param({"account": ""}, "account must be a non-empty", id="empty-account"),
+    pytest.param({"series": "balance3"}, "series must be one of", id="bad-series"),
+    pytest.param(
+        {"day": latest_begun_day() + timedelta(days=1)}, "is in the future", id="future-day"
+    ),
+    pytest.param({"day": datetime(2024, 3, 15, 12)}, "not a datetime", id="datetime-day"),
+    pytest.param({"day": "2024-03-15"}, "day must be a date", id="str-day"),
+    pytest.param({"replies": []}, "got an empty list", id="no-replies"),
+    pytest.param({"replies": b"[]"}, "replies must be a non-empty sequence", id="bytes-replies"),
+    pytest.param({"replies": None}, "replies must be a non-empty sequence", id="none-replies"),
+    pytest.param({"replies": [b"[]"]}, re.escape("replies[0] must be a"), id="bare-bytes"),
+    pytest.param({"replies": [(b"[]",)]}, re.escape("replies[0] must be a"), id="one-tuple"),
+    pytest.param(
+        {"replies": [(b"[]", 3), ("[]", 3)]},
+        re.escape("replies[1]: raw_reply must be bytes"),
+        id="second-reply-str",
+    ),
+    pytest.param(
+        {"replies": [(b"[]", 4)]},
+        re.escape("replies[0]: reply_format must be one of 0-3"),
+        id="unknown-format",
+    ),
+    pytest.param(
+        {"replies": [(b"[]", True)]},
+        re.escape("replies[0]: reply_format"),
+        id="bool-format",
+    ),
+    pytest.param(
+        {"replies": [(b"[]", [3])]}, re.escape("replies[0]: reply_format"), id="list-format"
+    ),
+    pytest.param({"reason": ""}, "reason must be a non-empty", id="empty-reason"),
+    pytest.param({"reason": "  "}, "reason must be a non-empty", id="blank-reason"),
+    pytest.param({"reason": None}, "reason must be a non-empty", id="no-reason"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_ARCHIVE)
+def test_archive_disputed_refuses_bad_input_before_writing(
+    wh: Warehouse, overrides: dict[str, Any], message: str
+) -> None:
+    load(wh, REPLY_A)
+    before = table_dump(wh)
+
+    with pytest.raises(ValueError, match=message):
+        wh.archive_disputed(**{**GOOD_ARCHIVE, **overrides})
+    assert table_dump(wh) == before
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        pytest.param("sha256", "0" * 64, id="sha256-not-of-body"),
+        pytest.param("reply_format", 4, id="unknown-reply-format"),
+        pytest.param("series", "balance3", id="unknown-series"),
+        pytest.param("account", "", id="empty-account"),
+        pytest.param("reason", " ", id="blank-reason"),
+    ],
+)
+def test_disputed_reply_checks_reject_bad_values(wh: Warehouse, column: str, value: Any) -> None:
+    good: dict[str, Any] = {
+        "account": ACCOUNT,
+        "series": "main",
+        "reply_format": 3,
+        "body": b"[]",
+        "sha256": hashlib.sha256(b"[]").hexdigest(),
+        "reason": "r",
+    }
+    with wh.engine.connect() as conn, pytest.raises(IntegrityError, match="check constraint"):
+        conn.execute(
+            text(
+                "INSERT INTO smsc.disputed_reply"
+                " (account, series, stat_date, reply_format, body, sha256, reason)"
+                " VALUES (:account, :series, '2024-03-15', :reply_format, :body, :sha256, :reason)"
+            ),
+            {**good, column: value},
+        )
 
 
 # --- the gap view -------------------------------------------------------------------------
@@ -297,7 +616,7 @@ def test_killed_writer_leaves_the_window_untouched_and_retry_lands_whole(
             locker.execute(text("LOCK TABLE smsc.raw_reply IN ACCESS EXCLUSIVE MODE"))
             results: list[LoadResult] = []
             errors: list[BaseException] = []
-            writer = _start(lambda: load(wh, reply_b), results, errors)
+            writer = _start(lambda: load(wh, reply_b, removals_confirmed=True), results, errors)
             (pid,) = _wait_for(
                 admin,
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
@@ -326,7 +645,7 @@ def test_killed_writer_leaves_the_window_untouched_and_retry_lands_whole(
     assert isinstance(errors[0], DBAPIError)
     assert table_dump(wh) == before
 
-    retry = load(wh, reply_b)
+    retry = load(wh, reply_b, removals_confirmed=True)
     assert wh.stored_rows(ACCOUNT, "main", DAY) == reply_b
     assert (retry.inserted, retry.updated, retry.deleted, retry.revisions) == (1, 1, 1, 3)
     assert len(query(wh, "SELECT load_id FROM smsc.raw_reply")) == 2
@@ -336,7 +655,7 @@ def test_killed_writer_leaves_the_window_untouched_and_retry_lands_whole(
 
 
 def _load_together(
-    wh: Warehouse, replies: Sequence[Sequence[StatRow]]
+    wh: Warehouse, replies: Sequence[Sequence[StatRow]], *, removals_confirmed: bool = False
 ) -> tuple[list[LoadResult], list[BaseException]]:
     """Start one load per reply while the window's lock is held, then let them race."""
     key = window_lock_key(ACCOUNT, "main", DAY)
@@ -347,7 +666,7 @@ def _load_together(
     def loader(rows: Sequence[StatRow]) -> Any:
         def go() -> LoadResult:
             barrier.wait()
-            return load(wh, rows)
+            return load(wh, rows, removals_confirmed=removals_confirmed)
 
         return go
 
@@ -378,7 +697,7 @@ def test_two_threads_loading_the_same_reply_end_as_one_load(wh: Warehouse) -> No
 
 def test_two_threads_loading_different_replies_end_as_the_later_one(wh: Warehouse) -> None:
     reply_b = [row("acme", 11, "16.50")]
-    results, errors = _load_together(wh, [REPLY_A, reply_b])
+    results, errors = _load_together(wh, [REPLY_A, reply_b], removals_confirmed=True)
 
     assert errors == []
     earlier, later = sorted(results, key=lambda r: r.load_id)
@@ -387,6 +706,50 @@ def test_two_threads_loading_different_replies_end_as_the_later_one(wh: Warehous
     assert wh.stored_rows(ACCOUNT, "main", DAY) == expected_last
     assert earlier.revisions == 0
     assert later.revisions == len(revisions(wh)) == 2
+
+
+def test_witness_decision_is_made_on_the_locked_rows(wh: Warehouse) -> None:
+    """Rows committed while a load waits for the window lock count against it."""
+    key = window_lock_key(ACCOUNT, "main", DAY)
+    results: list[LoadResult] = []
+    errors: list[BaseException] = []
+    with wh.engine.connect() as gate:
+        gate.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+        # Nothing is stored yet, so a read before the lock would see a first load.
+        waiter = _start(lambda: load(wh, [REPLY_A[0]]), results, errors)
+        _wait_for(
+            wh.engine,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event = 'advisory'",
+        )
+        # Meanwhile the lock holder stores the day, as a concurrent load would.
+        load_id = gate.execute(
+            text(
+                "INSERT INTO smsc.load_log (account, series, window_start, window_end, loaded_at,"
+                " row_count, reply_sha256, inserted, updated, deleted, unchanged)"
+                " VALUES (:account, 'main', :day, :day, clock_timestamp(), 2, repeat('0', 64),"
+                " 2, 0, 0, 0) RETURNING id"
+            ),
+            {"account": ACCOUNT, "day": DAY},
+        ).scalar_one()
+        gate.execute(
+            text(
+                "INSERT INTO smsc.stat_day (account, series, stat_date, login, cnt, credit,"
+                " debit, currency, first_loaded_at, last_loaded_at, last_load_id)"
+                " VALUES (:account, 'main', :day, :login, :cnt, :credit, :debit, :currency,"
+                " clock_timestamp(), clock_timestamp(), :load_id)"
+            ),
+            [{"account": ACCOUNT, "day": DAY, "load_id": load_id, **asdict(r)} for r in REPLY_A],
+        )
+        gate.commit()  # releases the lock: the waiter now reads the two stored rows
+    waiter.join(timeout=30)
+
+    assert results == []
+    assert len(errors) == 1
+    assert isinstance(errors[0], RemovalNeedsWitness)
+    assert errors[0].removed_logins == ["acme-sub"]
+    assert wh.stored_rows(ACCOUNT, "main", DAY) == REPLY_A
+    assert len(query(wh, "SELECT id FROM smsc.load_log")) == 1
 
 
 def _load_in_subprocess(url: str, barrier: Any, out: Any) -> None:
@@ -457,6 +820,12 @@ BAD_INPUT = [
     pytest.param({"day": datetime(2024, 3, 15, 12)}, "not a datetime", id="datetime-day"),
     pytest.param({"reply_format": 7}, "reply_format", id="unknown-reply-format"),
     pytest.param({"raw_reply": "text"}, "raw_reply must be bytes", id="str-reply"),
+    pytest.param(
+        {"removals_confirmed": "yes"}, "removals_confirmed must be True or False", id="str-confirm"
+    ),
+    pytest.param(
+        {"removals_confirmed": 1}, "removals_confirmed must be True or False", id="int-confirm"
+    ),
 ]
 
 
@@ -522,7 +891,14 @@ def test_reader_can_select_view(reader_engine: Engine, view: str) -> None:
 DENIED = [
     *(
         pytest.param(f"SELECT * FROM smsc.{t}", id=f"select-{t}")
-        for t in ("stat_day", "load_log", "raw_reply", "stat_revision", "schema_migrations")
+        for t in (
+            "stat_day",
+            "load_log",
+            "raw_reply",
+            "stat_revision",
+            "disputed_reply",
+            "schema_migrations",
+        )
     ),
     pytest.param(
         "INSERT INTO smsc.daily_stats (stat_date, account, series, login, cnt, credit, debit,"

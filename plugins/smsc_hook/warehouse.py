@@ -28,6 +28,8 @@ REPLY_FORMATS = frozenset({0, 1, 2, 3})
 _EARLIEST_ZONE = timezone(timedelta(hours=14), "Etc/GMT-14")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _BIGINT_MAX = 2**63 - 1
+# How many removed logins a RemovalNeedsWitness message names; the attribute has them all.
+_NAMED_IN_MESSAGE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,67 @@ class LoadResult:
     unchanged: int
     deleted: int
     revisions: int
+
+
+class RemovalNeedsWitness(Exception):
+    """A reply would remove stored logins of a day, and no second fetch has confirmed it.
+
+    Raised by ``load_day(..., removals_confirmed=False)`` before anything is written. A
+    single reply that drops logins may be SMSC's (or a proxy's) glitch; the caller should
+    fetch the day again independently and retry with ``removals_confirmed=True`` only if the
+    two replies agree (``same_rows``), else keep both with ``Warehouse.archive_disputed``.
+    """
+
+    def __init__(
+        self,
+        account: str,
+        series: str,
+        day: date,
+        removed_logins: Sequence[str],
+        stored_count: int,
+        fetched_count: int,
+    ) -> None:
+        self.account = account
+        self.series = series
+        self.day = day
+        self.removed_logins = sorted(removed_logins)
+        self.stored_count = stored_count
+        self.fetched_count = fetched_count
+        named = ", ".join(repr(login) for login in self.removed_logins[:_NAMED_IN_MESSAGE])
+        if len(self.removed_logins) > _NAMED_IN_MESSAGE:
+            named += f" and {len(self.removed_logins) - _NAMED_IN_MESSAGE} more"
+        what = "empty the stored day" if fetched_count == 0 else "remove stored logins"
+        super().__init__(
+            f"reply for {account}/{series}/{day.isoformat()} would {what}: "
+            f"{len(self.removed_logins)} of {stored_count} stored login(s) absent ({named}), "
+            f"{fetched_count} row(s) fetched; nothing was written. Load it with "
+            "removals_confirmed=True only after a second, independent fetch agrees"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception pickles as cls(*self.args), and args holds only the message.
+        return (
+            type(self),
+            (
+                self.account,
+                self.series,
+                self.day,
+                self.removed_logins,
+                self.stored_count,
+                self.fetched_count,
+            ),
+        )
+
+
+def same_rows(a: Sequence[StatRow], b: Sequence[StatRow]) -> bool:
+    """Whether two replies report the same figures per login, in any order.
+
+    Amounts compare by value, so ``15.0`` and ``15.00`` agree (as ``numeric`` does). A
+    login listed twice in one reply counts twice, so ``[x, x]`` does not equal ``[x]``.
+    """
+    if len(a) != len(b):
+        return False
+    return sorted(map(_comparable, a)) == sorted(map(_comparable, b))
 
 
 def latest_begun_day() -> date:
@@ -80,16 +143,25 @@ class Warehouse:
         rows: Sequence[StatRow],
         raw_reply: bytes,
         reply_format: int,
+        removals_confirmed: bool = False,
     ) -> LoadResult:
         """Make the stored ``(account, series, day)`` exactly ``rows``, all or nothing.
 
         Re-loading the same reply changes no figures and writes no revisions; every call adds
         one ``load_log`` row and archives ``raw_reply``. Concurrent calls for the same window
         queue on an advisory lock, so the outcome equals running them one after the other.
+
+        A reply that lacks logins stored for the day (an empty reply for a non-empty day
+        included) is applied only with ``removals_confirmed=True``; otherwise
+        ``RemovalNeedsWitness`` is raised, decided on the locked rows, and nothing is written.
         Raises ``ValueError`` for bad input before touching the database.
         """
         _validate(account=account, series=series, day=day, rows=rows)
         _validate_reply(raw_reply=raw_reply, reply_format=reply_format)
+        if not isinstance(removals_confirmed, bool):
+            raise ValueError(
+                f"removals_confirmed must be True or False, got {removals_confirmed!r}"
+            )
         window = {"account": account, "series": series, "day": day}
         with self.engine.begin() as conn:
             loaded_at = _lock_window(conn, account, series, day)
@@ -103,6 +175,16 @@ class Warehouse:
             ).scalar_one()
             stored = {row.login: row for row in _select_rows(conn, window, for_update=True)}
             diff = _Diff.between(stored, rows)
+            if diff.deleted and not removals_confirmed:
+                # Raising inside the transaction rolls it back; nothing has been written yet.
+                raise RemovalNeedsWitness(
+                    account=account,
+                    series=series,
+                    day=day,
+                    removed_logins=[row.login for row in diff.deleted],
+                    stored_count=len(stored),
+                    fetched_count=len(rows),
+                )
             reply_sha256 = hashlib.sha256(raw_reply).hexdigest()
 
             load_id: int = conn.execute(
@@ -173,6 +255,58 @@ class Warehouse:
             deleted=len(diff.deleted),
             revisions=len(revisions),
         )
+
+    def archive_disputed(
+        self,
+        *,
+        account: str,
+        series: str,
+        day: date,
+        replies: Sequence[tuple[bytes, int]],
+        reason: str,
+    ) -> list[int]:
+        """Keep ``(raw_reply, reply_format)`` replies of a day in ``smsc.disputed_reply``.
+
+        For replies that were not loaded because fetches disagreed about removing logins.
+        All are stored in one transaction; the day's stored rows and its load history are
+        left alone. Returns the new ids in the order of ``replies``. Raises ``ValueError``
+        for bad input before touching the database.
+        """
+        _validate(account=account, series=series, day=day, rows=())
+        if isinstance(replies, bytes | str) or not isinstance(replies, Sequence) or not replies:
+            raise ValueError(
+                # Only the type: a reply body may echo what the request carried.
+                "replies must be a non-empty sequence of (raw_reply, reply_format) tuples,"
+                f" got {'an empty ' if not replies else ''}{type(replies).__name__}"
+            )
+        for index, reply in enumerate(replies):
+            if not isinstance(reply, tuple) or len(reply) != 2:
+                raise ValueError(
+                    f"replies[{index}] must be a (raw_reply, reply_format) tuple,"
+                    f" got {type(reply).__name__}"
+                )
+            _validate_reply(raw_reply=reply[0], reply_format=reply[1], where=f"replies[{index}]: ")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError(f"reason must be a non-empty string, got {reason!r}")
+        common = {"account": account, "series": series, "day": day, "reason": reason}
+        with self.engine.begin() as conn:
+            return [
+                conn.execute(
+                    text(
+                        "INSERT INTO smsc.disputed_reply"
+                        "   (account, series, stat_date, reply_format, body, sha256, reason)"
+                        " VALUES (:account, :series, :day, :reply_format, :body, :sha256, :reason)"
+                        " RETURNING id"
+                    ),
+                    {
+                        **common,
+                        "reply_format": reply_format,
+                        "body": body,
+                        "sha256": hashlib.sha256(body).hexdigest(),
+                    },
+                ).scalar_one()
+                for body, reply_format in replies
+            ]
 
     def stored_rows(self, account: str, series: str, day: date) -> list[StatRow]:
         """The rows stored for one window, ordered by login."""
@@ -276,6 +410,11 @@ def _same_values(a: StatRow, b: StatRow) -> bool:
     return (a.cnt, a.credit, a.debit, a.currency) == (b.cnt, b.credit, b.debit, b.currency)
 
 
+def _comparable(row: StatRow) -> tuple[str, int, Decimal, Decimal, str]:
+    # Decimals order and compare by value, so sorting these is scale-insensitive too.
+    return (row.login, row.cnt, row.credit, row.debit, row.currency)
+
+
 def _values(row: StatRow) -> dict[str, Any]:
     return {
         "login": row.login,
@@ -362,8 +501,12 @@ def _validate_row(index: int, row: object) -> None:
         raise ValueError(f"{where}: currency must be three capital letters, got {row.currency!r}")
 
 
-def _validate_reply(*, raw_reply: bytes, reply_format: int) -> None:
+def _validate_reply(*, raw_reply: object, reply_format: object, where: str = "") -> None:
     if not isinstance(raw_reply, bytes):
-        raise ValueError(f"raw_reply must be bytes, got {type(raw_reply).__name__}")
-    if isinstance(reply_format, bool) or reply_format not in REPLY_FORMATS:
-        raise ValueError(f"reply_format must be one of 0-3 (SMSC fmt), got {reply_format!r}")
+        raise ValueError(f"{where}raw_reply must be bytes, got {type(raw_reply).__name__}")
+    if (
+        isinstance(reply_format, bool)
+        or not isinstance(reply_format, int)
+        or reply_format not in REPLY_FORMATS
+    ):
+        raise ValueError(f"{where}reply_format must be one of 0-3 (SMSC fmt), got {reply_format!r}")

@@ -51,6 +51,8 @@ with DAG(
                 rows=reply.rows,
                 raw_reply=reply.raw,
                 reply_format=reply.fmt,
+                # What a first DAG does: a reply replaces the day, whatever it removes.
+                removals_confirmed=True,
             )
         finally:
             engine.dispose()
