@@ -4,8 +4,10 @@ Each run's data interval is one day in the account's time zone (``SMSC_TIMEZONE`
 starts at ``SMSC_SCHEDULE_TIME`` the next morning. Scheduled runs also re-fetch the
 ``SMSC_LOOKBACK_DAYS`` previous days, fail when older days were never loaded, and
 reconcile a month against SMSC's month total when it closes (and again once its last day
-leaves the lookback window). Backfills and manual runs load exactly their day. Every SMSC
-call runs in the account's pool and is paced by the warehouse's call ledger.
+leaves the lookback window) — only if every day of it was loaded; a difference re-fetches
+the month's days one paced task at a time, below the daily loads in priority. Backfills
+and manual runs load exactly their day. Every SMSC call runs in the account's pool and is
+paced by the warehouse's call ledger.
 
 One account (default): DAG ``smsc_daily_stats``, connection ``smsc_default``, pool
 ``smsc_api``. ``SMSC_ACCOUNTS`` lists several: ``smsc_daily_stats_<name>`` each.
@@ -21,10 +23,13 @@ from airflow.sdk import DAG, Asset, task
 
 from smsc_hook.operator import (
     DEFAULT_RETRIES,
+    LOAD_PRIORITY,
+    RECONCILE_PRIORITY,
     SmscReconcileMonthOperator,
     SmscStatsToPostgresOperator,
 )
 from smsc_hook.retry import SmscRetryPolicy
+from smsc_hook.sensors import SmscPoolSensor
 from smsc_hook.settings import AccountConfig, PipelineSettings
 from smsc_hook.timetable import SmscDailyTimetable
 from smsc_hook.windows import zone
@@ -44,6 +49,8 @@ def api_task_arguments(account: AccountConfig) -> dict[str, object]:
         "rate_window": SETTINGS.rate.window,
         "ip_block_pause": SETTINGS.ip_block_pause,
         "retries": DEFAULT_RETRIES,
+        # Priorities are compared as given (see LOAD_PRIORITY), not summed downstream.
+        "weight_rule": "absolute",
         "retry_policy": SmscRetryPolicy(
             SETTINGS.retry_backoff,
             rate_limit_wait=SETTINGS.rate_limit_wait,
@@ -58,6 +65,11 @@ def build_dag(account: AccountConfig) -> DAG:
         description="SMSC get_stat → smsc.daily_stats, one day per run, paced to the API limit",
         schedule=SmscDailyTimetable(SETTINGS.timezone, SETTINGS.run_at),
         start_date=datetime.combine(SETTINGS.start_date, time(), tzinfo=zone(SETTINGS.timezone)),
+        end_date=(
+            datetime.combine(SETTINGS.end_date, time(), tzinfo=zone(SETTINGS.timezone))
+            if SETTINGS.end_date
+            else None
+        ),
         catchup=SETTINGS.catchup,
         max_active_runs=16,
         tags=["smsc", "warehouse", *([f"account:{account.name}"] if account.name else [])],
@@ -71,12 +83,14 @@ def build_dag(account: AccountConfig) -> DAG:
 
             return plan_loads(context, SETTINGS, account)
 
+        days = plan_days()
         load = SmscStatsToPostgresOperator.partial(
             task_id="load_day",
             timezone=SETTINGS.timezone,
             map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}",
+            priority_weight=LOAD_PRIORITY,
             **api_task_arguments(account),
-        ).expand_kwargs(plan_days())
+        ).expand_kwargs(days)
 
         @task(outlets=[DAILY_STATS])
         def publish(loaded: list[dict[str, object]]) -> int:
@@ -102,11 +116,38 @@ def build_dag(account: AccountConfig) -> DAG:
             task_id="reconcile_month",
             timezone=SETTINGS.timezone,
             map_index_template="{{ task.month }}{{ ' balance2' if task.balance2 else '' }}",
+            priority_weight=RECONCILE_PRIORITY,
             **api_task_arguments(account),
         ).expand_kwargs(plan_reconciliation())
 
+        @task
+        def plan_refetch(checks: list[dict[str, object]]) -> list[dict[str, object]]:
+            """Every day of each month whose total differed (usually none)."""
+            from smsc_hook.planning import plan_refetches
+
+            return plan_refetches([checks[i] for i in range(len(checks))])
+
+        refetch = SmscStatsToPostgresOperator.partial(
+            task_id="refetch_day",
+            timezone=SETTINGS.timezone,
+            map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}",
+            priority_weight=RECONCILE_PRIORITY,
+            **api_task_arguments(account),
+        ).expand_kwargs(plan_refetch(reconcile.output))  # type: ignore[arg-type]
+
+        @task
+        def verify_reconciliation(checks: list[dict[str, object]]) -> list[str]:
+            """Compare the re-fetched months with SMSC's recorded totals again (no call)."""
+            from smsc_hook.planning import verify_reconciliations
+
+            return verify_reconciliations([checks[i] for i in range(len(checks))], SETTINGS)
+
+        days >> SmscPoolSensor(
+            task_id="watch_pool", smsc_pool=account.pool, bound=SETTINGS.pool_wait
+        )
         published = publish(load.output)  # type: ignore[arg-type]  # XComArg → the list
         published >> check_gaps() >> reconcile
+        refetch >> verify_reconciliation(reconcile.output)  # type: ignore[arg-type]
     return dag
 
 

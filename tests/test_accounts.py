@@ -256,7 +256,7 @@ def test_dag_file_declares_one_dag_per_account_with_its_pool(
     for name, (conn_id, pool) in expected.items():
         dag = dags[name]
         assert dag.dag_id == name
-        for task_id in ("load_day", "reconcile_month"):
+        for task_id in ("load_day", "reconcile_month", "refetch_day"):
             kwargs = dag.task_dict[task_id].partial_kwargs
             assert (kwargs["smsc_conn_id"], kwargs["pool"]) == (conn_id, pool), task_id
     if accounts is not None:

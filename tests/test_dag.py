@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -71,7 +72,18 @@ def test_dag_file_parses_without_io_or_deprecation_warnings(tmp_path: Path) -> N
     print(f"\nDAG file parse: first {lines['PARSE']} s (cold, second)")
     assert lines["IO"] == "[]", f"I/O at parse time: {lines['IO']}"
     assert lines["TASKS"] == str(
-        ["check_gaps", "load_day", "plan_days", "plan_reconciliation", "publish", "reconcile_month"]
+        [
+            "check_gaps",
+            "load_day",
+            "plan_days",
+            "plan_reconciliation",
+            "plan_refetch",
+            "publish",
+            "reconcile_month",
+            "refetch_day",
+            "verify_reconciliation",
+            "watch_pool",
+        ]
     )
 
 
@@ -106,20 +118,29 @@ def test_dag_shape_pool_retry_policy_and_asset() -> None:
     assert type(dag.timetable).__name__ == "SmscDailyTimetable"
     assert [a.name for a in dag.task_dict["publish"].outlets] == ["smsc.daily_stats"]
     assert dag.task_dict["plan_days"].pool == "default_pool"
-    reconcile = dag.task_dict["reconcile_month"]
-    assert reconcile.partial_kwargs["pool"] == "smsc_api"
-    assert type(reconcile.partial_kwargs["retry_policy"]).__name__ == "SmscRetryPolicy"
+    for task_id in ("reconcile_month", "refetch_day"):
+        mapped = dag.task_dict[task_id]
+        assert mapped.partial_kwargs["pool"] == "smsc_api", task_id
+        assert type(mapped.partial_kwargs["retry_policy"]).__name__ == "SmscRetryPolicy"
+        # The day's own load outranks reconciliation work for the pool's only slot.
+        assert mapped.priority_weight < load.priority_weight, task_id
+        assert str(mapped.weight_rule) == str(load.weight_rule) == "absolute", task_id
+    assert dag.task_dict["watch_pool"].pool == "default_pool"
 
 
 # --- airflow dags test against the simulator and a throwaway warehouse --------------------
 
 
 @pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowStack:
-    """An initialised Airflow home (SQLite metadata); no services: dags test runs in-process."""
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    """An initialised Airflow home (own metadata database); no services: dags test runs
+    in-process."""
     stack = AirflowStack(home=tmp_path_factory.mktemp("airflow"), connections={})
-    stack.init()
-    return stack
+    try:
+        stack.init()
+        yield stack
+    finally:
+        stack.close()
 
 
 @pytest.fixture

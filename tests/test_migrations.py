@@ -292,6 +292,9 @@ EXPECTED_VIEWS = {
         "debit_diff",
         "matched",
         "checked_at",
+        "status",
+        "missing_day_count",
+        "missing_days",
     ],
 }
 

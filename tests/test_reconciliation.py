@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,13 +25,15 @@ from smsc_hook.models import StatRow
 from smsc_hook.pacing import LedgerPacer, RateLimit
 from smsc_hook.reconciliation import (
     LoginCheck,
-    ReconciliationResult,
+    MonthCheck,
     SmscReconciliationError,
     Totals,
+    check_month,
     compare,
     month_bounds,
+    month_days,
     months_to_reconcile,
-    reconcile_month,
+    verify_month,
 )
 from smsc_hook.warehouse import Warehouse, latest_begun_day
 from tests.conftest import SIM_TODAY
@@ -216,15 +219,32 @@ def load(hook: SmscHook, engine: Engine, day: date) -> None:
     )
 
 
-def reconcile(hook: SmscHook, engine: Engine, month: date = MONTH) -> ReconciliationResult:
-    return reconcile_month(
+@dataclass(frozen=True)
+class Reconciled:
+    first: MonthCheck
+    second: MonthCheck | None
+    refetched_days: list[date]
+
+    @property
+    def matched(self) -> bool:
+        return (self.second or self.first).matched
+
+
+def reconcile(hook: SmscHook, engine: Engine, month: date = MONTH) -> Reconciled:
+    """What the DAG does: the first check, the re-fetch of every day, the verification."""
+    first = check_month(
         engine=engine,
         account=ACCOUNT,
         series="main",
         month=month,
         fetch_month=lambda first, last: hook.fetch_stat(first, last).rows,
-        refetch_day=lambda day: load(hook, engine, day),
     )
+    if first.status != "differs":
+        return Reconciled(first, None, [])
+    days = month_days(month)
+    for day in days:
+        load(hook, engine, day)
+    return Reconciled(first, verify_month(engine, first.check_id, refetched=len(days)), days)
 
 
 def load_october(hook: SmscHook, engine: Engine, control: SimulatorControl) -> None:
@@ -272,9 +292,9 @@ def test_matching_month_makes_one_call_and_records_attempt_1(
     result = reconcile(hook, engine)
 
     assert result.matched
-    assert result.month == MONTH
+    assert result.first.month == MONTH
     assert result.refetched_days == []
-    assert {c.login: c.api.cnt for c in result.checks} == month_truth(control)
+    assert {c.login: c.api.cnt for c in result.first.checks} == month_truth(control)
     calls = get_stat_calls(control)
     assert len(calls) == 1, f"expected only the month call, got {calls}"
     assert is_month_call(calls[0])
@@ -283,7 +303,7 @@ def test_matching_month_makes_one_call_and_records_attempt_1(
     assert windows[-1] == (FIRST, LAST), "the month call goes through the ledger"
     assert [w for w in windows if w[0] != w[1]] == [(FIRST, LAST)]
     rows = reconciliation_rows(warehouse_url)
-    assert len(rows) == len(result.checks) >= 2
+    assert len(rows) == len(result.first.checks) >= 2
     assert {r.attempt for r in rows} == {1}
     assert all(r.matched and r.cnt_diff == 0 for r in rows)
     assert {(r.month, r.series) for r in rows} == {(MONTH, "main")}
@@ -329,7 +349,7 @@ def test_persistent_difference_raises_with_the_numbers_and_records_both_attempts
     message = str(caught.value)
     assert f"{ACCOUNT}: cnt {stored_cnt + 5} vs stored {stored_cnt}" in message
     assert "demo/main 2026-10" in message
-    assert "re-fetching all 31" in message
+    assert "re-fetching 31 of them" in message
     assert isinstance(caught.value, SmscFatalError), "a retry would only repeat 32 calls"
     rows = reconciliation_rows(warehouse_url)
     unmatched = [(r.attempt, r.login, r.api_cnt, r.stored_cnt) for r in rows if not r.matched]
@@ -362,3 +382,85 @@ def test_month_not_ended_is_refused_before_any_call(
     assert control.requests() == []
     assert ledger_windows(engine) == []
     assert reconciliation_rows(warehouse_url) == []
+
+
+def reconciliation_checks(warehouse_url: str) -> list[Any]:
+    return query(
+        warehouse_url,
+        "SELECT attempt, status, missing_days FROM smsc.reconciliation_check ORDER BY id",
+    )
+
+
+def test_incomplete_month_makes_no_call_and_is_recorded_as_incomplete(
+    hook: SmscHook, engine: Engine, control: SimulatorControl, warehouse_url: str
+) -> None:
+    never_loaded = [date(2026, 10, 3), date(2026, 10, 30), date(2026, 10, 31)]
+    for day in OCTOBER:
+        if day not in never_loaded:
+            load(hook, engine, day)
+    control.clear_requests()
+
+    result = reconcile(hook, engine)
+
+    assert result.first.status == "incomplete"
+    assert result.first.missing == never_loaded
+    assert result.refetched_days == []
+    assert control.requests() == [], "an incomplete month costs no API call"
+    assert reconciliation_checks(warehouse_url) == [(1, "incomplete", never_loaded)]
+    assert reconciliation_rows(warehouse_url) == []
+    status = query(
+        warehouse_url,
+        "SELECT month, login, status, missing_day_count, missing_days, matched"
+        " FROM smsc.reconciliation_status",
+    )
+    assert status == [(MONTH, None, "incomplete", 3, never_loaded, None)]
+
+
+def test_status_view_shows_the_latest_check_of_each_month(
+    hook: SmscHook, engine: Engine, control: SimulatorControl, warehouse_url: str
+) -> None:
+    """An incomplete check first, then (days filled) a matching one replaces it in the view."""
+    for day in OCTOBER[:-1]:
+        load(hook, engine, day)
+    assert reconcile(hook, engine).first.status == "incomplete"
+    load(hook, engine, OCTOBER[-1])
+
+    assert reconcile(hook, engine).matched
+
+    status = query(
+        warehouse_url,
+        "SELECT login, status, missing_day_count, matched FROM smsc.reconciliation_status"
+        " ORDER BY login",
+    )
+    assert {row.login for row in status} == set(month_truth(control))
+    assert {(row.status, row.missing_day_count, row.matched) for row in status} == {
+        ("matched", 0, True)
+    }
+    assert [c.status for c in reconciliation_checks(warehouse_url)] == ["incomplete", "matched"]
+
+
+def test_a_day_fetched_empty_counts_as_loaded(
+    hook: SmscHook, engine: Engine, control: SimulatorControl, warehouse_url: str
+) -> None:
+    """Fetched-and-empty is not missing: only never-fetched days make a month incomplete."""
+    quiet = date(2026, 10, 12)
+    for day in OCTOBER:
+        if day != quiet:
+            load(hook, engine, day)
+    Warehouse(engine).load_day(
+        account=ACCOUNT, series="main", day=quiet, rows=[], raw_reply=b"[]", reply_format=3
+    )
+    control.clear_requests()
+
+    first = check_month(
+        engine=engine,
+        account=ACCOUNT,
+        series="main",
+        month=MONTH,
+        fetch_month=lambda a, b: hook.fetch_stat(a, b).rows,
+    )
+
+    # SMSC's month includes the 12th's messages, which the empty reply did not store.
+    assert (first.status, first.missing) == ("differs", [])
+    assert len(get_stat_calls(control)) == 1
+    assert reconciliation_checks(warehouse_url) == [(1, "differs", [])]

@@ -79,3 +79,11 @@ _API_ERRORS: dict[int, type[SmscApiError]] = {
 def api_error(code: int, description: str) -> SmscApiError:
     """Build the typed error for an SMSC error code."""
     return _API_ERRORS.get(code, SmscUnknownApiError)(code, description)
+
+
+class SmscDisputedReplyError(SmscFatalError):
+    """A re-fetch would remove stored logins and a second fetch of the day disagrees.
+
+    Both replies are archived in ``smsc.disputed_reply``; the stored rows are untouched.
+    Not retried: every retry would spend two calls on a day SMSC answers inconsistently.
+    """

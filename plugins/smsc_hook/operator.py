@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -12,7 +13,7 @@ from airflow.sdk import BaseOperator
 from sqlalchemy import Engine
 
 from smsc_hook.db import make_engine, warehouse_url
-from smsc_hook.exceptions import SmscConfigError
+from smsc_hook.exceptions import SmscConfigError, SmscDisputedReplyError
 from smsc_hook.hook import SmscHook, StatReply
 from smsc_hook.migrations import pending_migrations
 from smsc_hook.pacing import (
@@ -22,15 +23,26 @@ from smsc_hook.pacing import (
     LedgerPacer,
     RateLimit,
 )
-from smsc_hook.reconciliation import reconcile_month
+from smsc_hook.reconciliation import check_month, month_days
 from smsc_hook.retry import SmscRetryPolicy
-from smsc_hook.warehouse import LoadResult, Warehouse, latest_begun_day
+from smsc_hook.warehouse import (
+    LoadResult,
+    RemovalNeedsWitness,
+    Warehouse,
+    latest_begun_day,
+    same_rows,
+)
 from smsc_hook.windows import local_day, zone
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DEFAULT_RETRIES = 8
+#: Pool slot priority (weight rule "absolute"): a day's own load always goes before the
+#: re-fetches of a month whose total differed, even when they were queued first.
+LOAD_PRIORITY = 100
+RECONCILE_PRIORITY = 1
+log = logging.getLogger(__name__)
 
 
 def parse_day(value: str | date) -> date:
@@ -74,17 +86,51 @@ class _Session:
     series: str
 
     def load(self, day: date) -> tuple[StatReply, LoadResult]:
-        """Fetch ``day`` (paced) and replace what is stored for it."""
+        """Fetch ``day`` (paced) and replace what is stored for it.
+
+        A reply that would remove stored logins (or empty a stored day) is applied only
+        when a second paced fetch agrees; otherwise both replies are archived, the stored
+        rows stay as they are and :class:`SmscDisputedReplyError` is raised.
+        """
+        warehouse = Warehouse(self.engine)
         reply = self.hook.fetch_stat(day, day)
-        result = Warehouse(self.engine).load_day(
+        try:
+            return reply, self._store(warehouse, day, reply, removals_confirmed=False)
+        except RemovalNeedsWitness as removal:
+            log.warning("%s; fetching %s again to confirm", removal, day.isoformat())
+            removed = removal
+        witness = self.hook.fetch_stat(day, day)
+        if not same_rows(reply.rows, witness.rows):
+            warehouse.archive_disputed(
+                account=self.account,
+                series=self.series,
+                day=day,
+                replies=[(reply.raw, reply.fmt), (witness.raw, witness.fmt)],
+                reason=f"{removed}; a second fetch disagreed",
+            )
+            raise SmscDisputedReplyError(
+                f"{self.account}/{self.series} {day.isoformat()}: the reply would remove stored "
+                f"login(s) {', '.join(removed.removed_logins[:10])} ({len(reply.rows)} row(s) "
+                f"fetched), but a second fetch returned {len(witness.rows)} different row(s); "
+                "nothing was changed, both replies are "
+                "in smsc.disputed_reply. Load the day again later "
+                "(backfill with --reprocess-behavior completed)"
+            )
+        log.warning("%s %s: the second fetch agrees; applying it", self.account, day.isoformat())
+        return witness, self._store(warehouse, day, witness, removals_confirmed=True)
+
+    def _store(
+        self, warehouse: Warehouse, day: date, reply: StatReply, *, removals_confirmed: bool
+    ) -> LoadResult:
+        return warehouse.load_day(
             account=self.account,
             series=self.series,
             day=day,
             rows=reply.rows,
             raw_reply=reply.raw,
             reply_format=reply.fmt,
+            removals_confirmed=removals_confirmed,
         )
-        return reply, result
 
 
 class _SmscWarehouseOperator(BaseOperator):
@@ -205,11 +251,13 @@ class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
 
 
 class SmscReconcileMonthOperator(_SmscWarehouseOperator):
-    """Compare SMSC's total for a closed month with the stored days, per login.
+    """First check of a closed month: SMSC's month total against the stored days, per login.
 
-    One paced call for the whole month; the result goes to ``smsc.reconciliation``. On a
-    difference every day of the month is re-fetched (paced) and compared again; if the
-    difference persists the task fails with the numbers (no retry).
+    A month with a day never loaded is recorded as ``incomplete`` and costs no call. A
+    complete month costs one paced call; the check goes to ``smsc.reconciliation_check``
+    (and ``smsc.reconciliation`` per login). On a difference the task returns the month's
+    days, which the DAG re-fetches as separate, lower-priority mapped tasks (so the pool
+    slot is given back between days) before :func:`~smsc_hook.reconciliation.verify_month`.
 
     :param month: ``YYYY-MM`` (templated).
     :param timezone: the account's zone, which decides whether the month has ended.
@@ -226,35 +274,41 @@ class SmscReconcileMonthOperator(_SmscWarehouseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         month = parse_month(self.month)
         with self._session(context) as session:
-            result = reconcile_month(
+            result = check_month(
                 engine=session.engine,
                 account=session.account,
                 series=session.series,
                 month=month,
                 fetch_month=lambda first, last: session.hook.fetch_stat(first, last).rows,
-                refetch_day=session.load,
                 today=datetime.now(zone(self.timezone)).date() if self.timezone else None,
             )
-        if result.refetched_days:
+        where = f"{session.account} {session.series} {month:%Y-%m}"
+        if result.status == "incomplete":
             self.log.warning(
-                "%s %s %s differed from SMSC's month total; re-fetched %d days, now equal",
-                session.account,
-                session.series,
-                f"{month:%Y-%m}",
-                len(result.refetched_days),
+                "%s not reconciled: %d day(s) never loaded (%s); no API call made. The gap "
+                "check reports them and `python -m smsc_hook.gaps` fills them",
+                where,
+                len(result.missing),
+                ", ".join(day.isoformat() for day in result.missing[:10])
+                + (" …" if len(result.missing) > 10 else ""),
             )
+        elif result.matched:
+            self.log.info("%s: all %d login(s) match SMSC's month total", where, len(result.checks))
         else:
-            self.log.info(
-                "%s %s %s: all %d login(s) match SMSC's month total",
-                session.account,
-                session.series,
-                f"{month:%Y-%m}",
-                len(result.checks),
-            )
+            self.log.warning(
+                "%s differs from SMSC's month total (%s): re-fetching its days", where,
+                result.differing(),
+            )  # fmt: skip
         return {
             "account": session.account,
             "series": session.series,
             "month": f"{month:%Y-%m}",
+            "balance2": session.series == "balance2",
+            "check_id": result.check_id,
+            "status": result.status,
             "logins": len(result.checks),
-            "refetched_days": len(result.refetched_days),
+            "missing_days": len(result.missing),
+            "refetch": []
+            if result.status != "differs"
+            else [d.isoformat() for d in month_days(month)],
         }

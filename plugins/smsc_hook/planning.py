@@ -1,15 +1,16 @@
 """What a DAG run does, decided inside the run (never at parse time).
 
-Pure planning from the run's context and the settings; the only I/O is reading the
-bootstrap's Variable and, for the gap check, the warehouse's gap view.
+Planning from the run's context and the settings. The I/O: the bootstrap's Variable, the
+run's task states (through the Task SDK, for the pool watch) and, for the gap check and the
+reconciliation's verification, the warehouse.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from datetime import date, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from smsc_hook.exceptions import SmscConfigError
@@ -19,6 +20,14 @@ from smsc_hook.windows import days_to_load, local_day, zone
 
 SCHEDULED = "scheduled"
 log = logging.getLogger(__name__)
+
+#: The DAG's tasks that run in the account's pool.
+API_TASKS = ("load_day", "reconcile_month", "refetch_day")
+#: States a task instance can only reach after the scheduler found it a pool slot.
+_STARTED = [
+    *("queued", "running", "success", "failed"),
+    *("up_for_retry", "up_for_reschedule", "deferred", "restarting"),
+]
 
 
 def check_bootstrapped(pool: str) -> None:
@@ -111,3 +120,70 @@ def check_gaps(
     finally:
         engine.dispose()
     return f"no gaps before {oldest_allowed.isoformat()}"
+
+
+def pool_in_use(context: Mapping[str, Any], pool: str, bound: timedelta) -> str | None:
+    """Whether this run's loads got a slot in ``pool``; raise with the fix if they never will.
+
+    A task in a missing pool (or one with no free slot) stays ``scheduled`` forever with
+    only a scheduler warning, and the Task SDK cannot read pools. What it can read is task
+    states: once one of this run's loads has been queued, or while any SMSC task of this
+    DAG is queued or running, the pool exists and works (ours wait their turn). When
+    neither is seen ``bound`` after the first look, this raises. Returns what
+    it saw, or None to look again later.
+    """
+    ti = context["ti"]
+    ours = ti.get_ti_count(
+        dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=["load_day"], states=_STARTED
+    )
+    if ours:
+        return f"pool {pool!r}: this run's loads got a slot"
+    busy = ti.get_ti_count(dag_id=ti.dag_id, task_ids=list(API_TASKS), states=["queued", "running"])
+    if busy:
+        return f"pool {pool!r}: {busy} SMSC task(s) of this DAG hold or wait for its slot"
+    # The first poke's time (reschedule mode keeps it); not the run's start, which a
+    # backfill or ``dags test`` may set to the logical date.
+    started = (
+        ti.get_first_reschedule_date(context) if context.get("task_reschedule_count") else None
+    )
+    waited = (datetime.now(UTC) - started).total_seconds() if started else 0.0
+    if waited >= bound.total_seconds():
+        raise SmscConfigError(
+            f"this run's load_day tasks have waited {waited:.0f} s for pool {pool!r} while no "
+            "SMSC task of this DAG was queued or running: the pool is missing, has 0 slots, or "
+            "is held by another DAG. Check `airflow pools list`; fix with "
+            f"`python -m smsc_hook.bootstrap` (or `airflow pools set {pool} 1 'SMSC API'`)"
+        )
+    log.info("load_day has not got a slot in pool %r yet (first looked %.0f s ago)", pool, waited)
+    return None
+
+
+def plan_refetches(checks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One re-fetch per day of every month whose first check differed, oldest first."""
+    return [
+        {"day": day, "balance2": bool(check["balance2"])}
+        for check in checks
+        if check["status"] == "differs"
+        for day in check["refetch"]
+    ]
+
+
+def verify_reconciliations(
+    checks: Sequence[Mapping[str, Any]], settings: PipelineSettings
+) -> list[str]:
+    """Second check of every month that differed, now its days were re-fetched."""
+    from smsc_hook.db import make_engine, warehouse_url
+    from smsc_hook.reconciliation import verify_month
+
+    results = []
+    engine = make_engine(warehouse_url(settings.warehouse_conn_id))
+    try:
+        for check in checks:
+            if check["status"] != "differs":
+                continue
+            verify_month(engine, int(check["check_id"]), refetched=len(check["refetch"]))
+            results.append(f"{check['account']}/{check['series']} {check['month']}: matched")
+            log.info("%s after re-fetching %d day(s)", results[-1], len(check["refetch"]))
+    finally:
+        engine.dispose()
+    return results

@@ -99,6 +99,8 @@ class PipelineSettings:
     timezone: str = DEFAULT_TIMEZONE
     run_at: time = time(3, 0)
     start_date: date = DEFAULT_START_DATE
+    #: The last day scheduled runs load (None: no end). Backfills may still go past it.
+    end_date: date | None = None
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     catchup: bool = False
     smsc_conn_id: str = DEFAULT_SMSC_CONN_ID
@@ -108,6 +110,9 @@ class PipelineSettings:
     rate_window_seconds: float = DEFAULT_WINDOW.total_seconds()
     ip_block_pause_seconds: float = IP_BLOCK_PAUSE.total_seconds()
     retry_backoff_seconds: float = BACKOFF_START.total_seconds()
+    #: How long a run's loads may wait in the pool with no API task of the DAG running
+    #: before ``watch_pool`` fails (missing pool, 0 slots, or held by another DAG).
+    pool_wait_seconds: float = 600.0
     #: Empty: one account from ``smsc_conn_id`` and ``pool`` (see :meth:`all_accounts`).
     accounts: tuple[AccountConfig, ...] = ()
 
@@ -130,6 +135,10 @@ class PipelineSettings:
     def rate_limit_wait(self) -> timedelta:
         """How long a task waits after error 9: the window clears, plus a little."""
         return self.rate.span + timedelta(seconds=4)
+
+    @property
+    def pool_wait(self) -> timedelta:
+        return timedelta(seconds=self.pool_wait_seconds)
 
     @property
     def ip_block_pause(self) -> timedelta:
@@ -155,6 +164,12 @@ class PipelineSettings:
         today = today or date.today()  # noqa: DTZ011 (a calendar date, compared loosely)
         if start > today:
             raise SmscConfigError(f"SMSC_START_DATE {start.isoformat()} is in the future")
+        end_value = env.get("SMSC_END_DATE", "").strip()
+        end = _named("SMSC_END_DATE", date.fromisoformat, end_value) if end_value else None
+        if end is not None and end < start:
+            raise SmscConfigError(
+                f"SMSC_END_DATE {end.isoformat()} is before SMSC_START_DATE {start.isoformat()}"
+            )
         lookback = _named(
             "SMSC_LOOKBACK_DAYS", int, env.get("SMSC_LOOKBACK_DAYS", str(DEFAULT_LOOKBACK_DAYS))
         )
@@ -166,6 +181,7 @@ class PipelineSettings:
                 "SMSC_SCHEDULE_TIME", parse_run_at, env.get("SMSC_SCHEDULE_TIME", DEFAULT_RUN_AT)
             ),
             start_date=start,
+            end_date=end,
             lookback_days=lookback,
             catchup=_named("SMSC_CATCHUP", _boolean, env.get("SMSC_CATCHUP", "false")),
             smsc_conn_id=_identifier("SMSC_CONN_ID", env.get("SMSC_CONN_ID", DEFAULT_SMSC_CONN_ID)),
@@ -191,6 +207,9 @@ class PipelineSettings:
                 "SMSC_RETRY_BACKOFF_SECONDS",
                 _positive,
                 env.get("SMSC_RETRY_BACKOFF_SECONDS", str(BACKOFF_START.total_seconds())),
+            ),
+            pool_wait_seconds=_named(
+                "SMSC_POOL_WAIT_SECONDS", _positive, env.get("SMSC_POOL_WAIT_SECONDS", "600")
             ),
             accounts=_named(
                 "SMSC_ACCOUNTS",
