@@ -11,11 +11,12 @@ import socket
 import ssl
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import ExitStack, suppress
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import certifi
 import pytest
@@ -113,7 +114,7 @@ def closed_urls() -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def logs(caplog) -> Iterator[list[dict]]:
+def logs(caplog) -> Iterator[list[MutableMapping[str, Any]]]:
     """Hook log entries (structlog) while the test runs; stdlib logs go to caplog at DEBUG."""
     caplog.set_level(logging.DEBUG)
     with structlog.testing.capture_logs() as entries:
@@ -322,6 +323,10 @@ def test_wrong_password_is_an_auth_error_that_hides_it(sim, connect, logs, caplo
 # --- transport faults and failover -----------------------------------------------------------
 
 TRANSPORT = SmscTransportError
+#: Read timeout for calls that must succeed: no busy machine takes this long on loopback.
+GENEROUS = 10.0
+#: Read timeout for a call the test wants to time out (the simulator stalls far longer).
+FIRES = 0.3
 
 
 @pytest.mark.parametrize(
@@ -338,8 +343,10 @@ TRANSPORT = SmscTransportError
 def test_transport_fault_raises_retryable_error(sim, connect, fault, error_type, message):
     """Network, proxy and garbled-reply faults raise retryable errors that say what happened."""
     sim.control.set_faults([{**fault, "count": 1}])
+    # Only the timeout fault needs a short timeout; the others must fail for their own reason.
+    timeout = FIRES if fault["kind"] == "timeout" else GENEROUS
     with pytest.raises(error_type, match=message) as error:
-        connect(sim.url, timeout=0.3).get_stat(DAY, DAY)
+        connect(sim.url, timeout=timeout).get_stat(DAY, DAY)
     assert isinstance(error.value, SmscRetryableError)
     if error_type is TRANSPORT:
         assert sim.url in str(error.value)
@@ -349,7 +356,7 @@ def test_transport_fault_raises_retryable_error(sim, connect, fault, error_type,
 @pytest.mark.parametrize(
     "fault",
     [
-        pytest.param({"kind": "timeout", "seconds": 2}, id="timeout"),
+        pytest.param({"kind": "timeout", "seconds": 30}, id="timeout"),
         pytest.param({"kind": "reset"}, id="reset"),
         pytest.param({"kind": "http", "status": 502}, id="http-502"),
     ],
@@ -358,13 +365,19 @@ def test_transport_fault_falls_over_to_reserve_host(sim, connect, logs, fault):
     """After a transport fault on the primary the reserve host answers, with a warning."""
     sim.control.set_faults([{**fault, "count": 1}])
     reserve = other_name(sim.url)
-    reply = connect(sim.url, timeout=0.3, reserve_hosts=[reserve]).fetch_stat(DAY, DAY)
+    # One timeout serves both hosts, and the reserve's answer must arrive within it. For the
+    # timeout fault it must also fire well before the simulator's 30 s stall ends (so the
+    # primary's failure is a client timeout): 3 s, still ample for a loopback answer.
+    timeout = 3.0 if fault["kind"] == "timeout" else GENEROUS
+    reply = connect(sim.url, timeout=timeout, reserve_hosts=[reserve]).fetch_stat(DAY, DAY)
     assert as_dicts(reply.rows) == sim.control.truth("demo", DAY, DAY)
     assert reply.base_url == reserve
     assert [r["outcome"] for r in sim.control.requests()] == ["fault", "ok"]
     warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
     assert len(warnings) == 1
     assert sim.url in warnings[0]
+    if fault["kind"] == "timeout":
+        assert "timed out" in warnings[0], warnings[0]
 
 
 def test_closed_primary_falls_over_to_reserve_host(sim, connect, closed_urls, logs):

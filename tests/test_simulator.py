@@ -416,20 +416,22 @@ def codes(responses: list[requests.Response]) -> list[int | None]:
 
 
 def test_rate_limit_rolls_and_counts_rejected_requests(sim: Sim) -> None:
-    # 60 s window scaled to 2 s
-    sim.control.configure(rate_limit=3, rate_window=60, time_scale=2 / 60)
+    # 60 s window scaled to 4 s. Each sleep that must END INSIDE a window leaves about 2 s
+    # to spare on a busy machine; the ones that must outlast a window only gain from delays.
+    window = 4.0
+    sim.control.configure(rate_limit=3, rate_window=60, time_scale=window / 60)
     day = date(2026, 10, 1)
 
     def call(**kw: Any) -> requests.Response:
         return get_stat(sim, day, day, fmt=3, **kw)
 
     assert codes([call(), call(), call()]) == [None, None, None]
-    time.sleep(1.0)
+    time.sleep(window / 2)  # the first three are still in the window
     assert codes([call(), call(), call()]) == [9, 9, 9]
     assert codes([call(login="acme", psw="acme-password")]) == [None]  # per account
-    time.sleep(1.3)  # the first three have left the window, the rejected ones have not
+    time.sleep(window / 2 + 0.2)  # the first three have left the window, the rejected ones have not
     assert codes([call()]) == [9]
-    time.sleep(2.2)
+    time.sleep(window / 2 + 0.2)  # the rejected three have left; the one just rejected is alone
     assert codes([call()]) == [None]
 
 
@@ -469,16 +471,19 @@ def _normal(sim: Sim, fmt: int = 3) -> requests.Response:
 
 
 def test_fault_latency_delays_a_normal_answer(sim: Sim) -> None:
-    sim.control.set_faults([{"kind": "latency", "seconds": 0.6, "count": 1}])
+    # Long enough that a normal answer on a busy machine stays well below it.
+    latency = 2.5
+    sim.control.set_faults([{"kind": "latency", "seconds": latency, "count": 1}])
     t0 = time.monotonic()
     slow = _normal(sim)
     slow_elapsed = time.monotonic() - t0
     t0 = time.monotonic()
     fast = _normal(sim)
-    assert slow_elapsed >= 0.6
-    assert time.monotonic() - t0 < 0.5
+    fast_elapsed = time.monotonic() - t0
+    assert slow_elapsed >= latency
+    assert fast_elapsed < latency, "the one-shot latency fault delayed the next answer too"
     assert slow.text == fast.text
-    assert sim.control.requests()[0]["fault"] == "latency"
+    assert [r.get("fault") for r in sim.control.requests()] == ["latency", None]
 
 
 @pytest.mark.parametrize(

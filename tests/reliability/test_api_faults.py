@@ -24,6 +24,7 @@ import pytest
 from devtools import postgres
 from devtools.airflow_stack import AirflowStack
 from devtools.reliability.harness import (
+    ACCOUNT,
     CaseFigures,
     Evidence,
     LedgerCall,
@@ -48,6 +49,8 @@ from devtools.reliability.harness import (
     write_accounts,
 )
 from devtools.simulator_process import running_simulator
+from simulator.config import SimulatorConfig, load_accounts
+from simulator.truth import window_rows
 
 CASE = "1 API faults"
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(900)]
@@ -148,6 +151,17 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> I
             )
 
 
+def model_rows(accounts: Path, day: date) -> list[tuple[Any, ...]]:
+    """The day's rows as the simulator's model computes them in this process (same accounts,
+    default seed, no revisions): an expectation that does not come from the running server,
+    and always holds the main login's row, so an empty warehouse day cannot match it."""
+    config = SimulatorConfig(accounts=load_accounts(accounts))
+    return sorted(
+        (r["login"], r["cnt"], r["credit"], r["debit"], r["currency"])
+        for r in window_rows(config, ACCOUNT, day, day)
+    )
+
+
 def _auth_failed_day(run: FaultRun) -> date:
     return run.faulted["error 2"][0].window_start
 
@@ -169,7 +183,8 @@ def test_the_simulator_served_the_planned_faults_in_order(fault_run: FaultRun, c
     logged = [r.get("fault") for r in ev.requests[: len(expected_kinds)]]
     assert logged == expected_kinds
     assert len(ev.calls) == len(ev.requests), "every API request has exactly one ledger row"
-    for label, _, (outcome, code) in PLAN:
+    for label, fault, (outcome, code) in PLAN:
+        assert len(fault_run.faulted[label]) == fault["count"], f"{label}: too few ledger rows"
         for call in fault_run.faulted[label]:
             assert (call.outcome, call.error_code) == (outcome, code), (label, call)
     tries = max(t["try_number"] for t in fault_run.task_instances if t["task_id"] == "load_day")
@@ -192,10 +207,11 @@ def test_fault_is_survived_and_its_day_equals_ground_truth(
     days = sorted({c.window_start for c in calls})
     states = ev.run_states()
     waits = []
+    assert calls, f"{label}: no API call met this fault, so nothing below would be checked"
     for call in calls:
         day = call.window_start
         assert states[day] == "success", (label, day, states[day])
-        assert ev.truth[day], (label, day)
+        assert ev.stored[day] == model_rows(fault_run.accounts, day), (label, day)
         assert ev.stored[day] == ev.truth[day], (label, day)
         assert ev.loads[day] == 1, (label, day, ev.loads[day])
         if call.outcome == "ok":
@@ -214,6 +230,7 @@ def test_fault_is_survived_and_its_day_equals_ground_truth(
         assert waited >= least - 0.5, f"{label}: retried after {waited:.1f} s < {least} s"
     if label == "slow replies near the timeout":
         latencies = [c.finished_at - c.reserved_at for c in calls if c.finished_at]
+        assert len(latencies) == len(calls), "a slow call has no finished_at"
         assert all(lat >= timedelta(seconds=READ_TIMEOUT * 0.8) for lat in latencies)
         case.figures = "latency " + ", ".join(f"{lat.total_seconds():.1f}" for lat in latencies)
         case.figures += f" s of a {READ_TIMEOUT:.0f} s timeout: accepted"

@@ -4,14 +4,20 @@ PostgreSQL metadata and Celery result backend (throwaway databases), a Redis dat
 its own as broker, two ``airflow celery worker`` processes with distinct names. A backfill
 of six days must still make at most 3 calls in any 60 s (the simulator enforces the same),
 never hold the 1-slot pool twice, and land every day equal to the ground truth.
+
+Without a Redis to use as broker the case skips on a developer's machine, but fails under
+``CI=true``: CI must not go green without having run it. ``SMSC_TEST_REDIS_URL`` (default
+``redis://127.0.0.1:6379``) says where the Redis listens; the test picks a free database.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -48,6 +54,10 @@ LIMIT, WINDOW = 3, 60.0
 DAYS = past_days(6)
 WORKERS = ("worker1", "worker2")
 _RECEIVED = re.compile(r"Task \S+\[[0-9a-f-]+\] received")
+#: The Redis server the broker uses (scheme, host and port; the database is picked here).
+REDIS_URL = os.environ.get("SMSC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+_REDIS = urlsplit(REDIS_URL)
+REDIS_HOST, REDIS_PORT = _REDIS.hostname or "127.0.0.1", _REDIS.port or 6379
 
 
 @dataclass
@@ -57,6 +67,32 @@ class CeleryRun:
     pool: PoolWatcher
     #: Celery tasks each worker received, from its own log.
     received: dict[str, int]
+
+
+def in_ci() -> bool:
+    """Whether this is a CI run (CI systems set ``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def _no_broker(reason: str) -> NoReturn:
+    """Skip on a developer's machine; under ``CI=true`` fail, so CI cannot pass without it."""
+    message = (
+        f"the Celery broker Redis at {REDIS_URL} is unreachable ({reason}). Start it with "
+        f".ci/run, or by hand: redis-server --port {REDIS_PORT} --daemonize yes --save '' "
+        "--appendonly no; or set SMSC_TEST_REDIS_URL to a Redis that runs"
+    )
+    if in_ci():
+        pytest.fail(f"CI=true, so the Celery case must run, not skip: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def _broker_db() -> int:
+    """A free database of the broker's Redis; skips or fails (CI) when there is no Redis."""
+    try:
+        return free_redis_db(REDIS_HOST, REDIS_PORT)
+    except RedisUnavailable as exc:
+        reason = str(exc).rstrip(".")
+    _no_broker(reason)  # outside the except block: no chained traceback in the report
 
 
 def _worker(name: str) -> tuple[str, ...]:
@@ -85,10 +121,7 @@ def _check_celery_importable(stack: AirflowStack) -> None:
 @pytest.fixture(scope="module")
 def celery_run(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> Iterator[CeleryRun]:
     home = tmp_path_factory.mktemp("celery")
-    try:
-        redis_db = free_redis_db()
-    except RedisUnavailable as exc:
-        pytest.skip(f"{exc} (the Celery broker; .ci/run starts one)")
+    redis_db = _broker_db()
     with (
         postgres.throwaway_database(pg_server_url) as warehouse_url,
         postgres_metadata(pg_server_url) as metadata,
@@ -103,7 +136,7 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> 
                 **pipeline_env(),
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 **metadata,
-                "AIRFLOW__CELERY__BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+                "AIRFLOW__CELERY__BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+"
                 + meta.render_as_string(hide_password=False),
             },
@@ -118,7 +151,7 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> 
                 evidence = gather(stack, sim.control, warehouse_url, DAYS)
                 tis = task_instances(stack)
         finally:
-            flush_redis_db(redis_db)
+            flush_redis_db(redis_db, REDIS_HOST, REDIS_PORT)
         logs = stack.home / "service-logs"
         received = {
             name: len(_RECEIVED.findall((logs / f"{'-'.join(_worker(name))}.log").read_text()))
