@@ -1,4 +1,5 @@
-"""Gaps: ranges of never-loaded days, the view behind them, the old-gap check and the CLI."""
+"""Gaps: ranges of never-loaded days, the view behind them, the old-gap check, the CLI and
+its bounded wait for backfills against a real Airflow metadata database."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
@@ -14,20 +16,23 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from devtools.airflow_stack import AirflowStack, postgres_connection
 from smsc_hook.exceptions import SmscFatalError
 from smsc_hook.gaps import (
     SmscGapsError,
+    SmscGapsWaitError,
     backfill_command,
     backfill_in_progress,
     check_no_old_gaps,
     describe,
     find_gaps,
     group_ranges,
+    main,
 )
 from smsc_hook.migrations import apply_migrations
 from smsc_hook.models import StatRow
 from smsc_hook.warehouse import Warehouse
-from tests.support import ACCOUNT, airflow_connections
+from tests.support import ACCOUNT, DAG_ID, airflow_connections
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -456,3 +461,363 @@ def test_gap_message_names_the_account_for_several_accounts(engine: Engine) -> N
     load(engine, first + timedelta(days=3))
     with pytest.raises(SmscGapsError, match=r"python -m smsc_hook\.gaps --account shop`"):
         check_no_old_gaps(engine, ACCOUNT, "main", date(2026, 10, 30), account_name="shop")
+
+
+# --- the DAG check and the bounded wait, against a real Airflow metadata database ----------
+
+#: Run with the stack's environment (Airflow reads its settings at import): apply the JSON
+#: ``ops`` (argv[2]) to DAG argv[1] through Airflow's ORM and print ``ops: [results]``; then,
+#: if argv[3] is not null, ``wait_for_backfills(DAG, **argv[3])`` and ``result: {...}``.
+_IN_AIRFLOW = """
+import json, sys, time
+from datetime import datetime
+from sqlalchemy import delete, update
+from airflow.models.backfill import Backfill, BackfillDagRun
+from airflow.models.dag import DagModel
+from airflow.models.dagrun import DagRun
+from airflow.settings import TIMEZONE
+from airflow.utils.session import create_session
+from smsc_hook.gaps import SmscGapsWaitError, wait_for_backfills
+
+dag_id, ops, wait = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+results = []
+for op, arg in ops:
+    with create_session() as session:
+        if op == "reset":  # no backfills; arg: the DAG's is_paused and is_stale
+            session.execute(delete(BackfillDagRun))
+            session.execute(delete(DagRun).where(DagRun.dag_id == dag_id))
+            session.execute(delete(Backfill))
+            session.execute(update(DagModel).where(DagModel.dag_id == dag_id).values(**arg))
+            results.append(None)
+        elif op == "backfill":  # 2026-01-01..02, never completed: no scheduler runs
+            backfill = Backfill(
+                dag_id=dag_id,
+                from_date=datetime(2026, 1, 1, tzinfo=TIMEZONE),
+                to_date=datetime(2026, 1, 2, tzinfo=TIMEZONE),
+                dag_run_conf={},
+                reprocess_behavior="completed",
+                is_paused=arg,
+            )
+            session.add(backfill)
+            session.flush()
+            results.append(backfill.id)
+print("ops: " + json.dumps(results), flush=True)
+if wait is not None:
+    started, error = time.monotonic(), None
+    try:
+        wait_for_backfills(dag_id, **wait)
+    except SmscGapsWaitError as exc:
+        error = str(exc)
+    print("result: " + json.dumps({"elapsed": time.monotonic() - started, "error": error}))
+"""
+
+RUNNING_DAG = ("reset", {"is_paused": False, "is_stale": False})
+
+
+@pytest.fixture(scope="module")
+def metadata(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+    """A migrated Airflow metadata database holding the parsed DAG, with no service running.
+
+    ``dags reserialize`` writes what the dag-processor would (the DAG row, paused as at
+    creation, and the serialized DAG), so ``airflow backfill create`` would work; with no
+    scheduler running, no backfill ever completes.
+    """
+    stack = AirflowStack(
+        home=tmp_path_factory.mktemp("gaps") / "airflow",
+        connections=airflow_connections("http://127.0.0.1:9", "postgresql://127.0.0.1:9/none"),
+    )
+    try:
+        stack.init()
+        stack.airflow("dags", "reserialize")
+        yield stack
+    finally:
+        # Drops the stack's own metadata database where it has one (PostgreSQL).
+        getattr(stack, "close", stack.stop)()
+
+
+def in_airflow(
+    stack: AirflowStack, *ops: tuple[str, object], wait: dict | None = None
+) -> tuple[subprocess.Popen[str], list]:
+    """Start :data:`_IN_AIRFLOW`; return the process, once ``ops`` are done, and their results."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _IN_AIRFLOW, DAG_ID, json.dumps(ops), json.dumps(wait)],
+        env=stack.env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, json.loads(next_line(process, "ops: ")[len("ops: ") :])
+
+
+def next_line(process: subprocess.Popen[str], prefix: str) -> str:
+    """Block until ``process`` prints its next line, which must start with ``prefix``."""
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith(prefix):
+        process.kill()
+        pytest.fail(f"expected {prefix!r}, got {line!r}: {process.communicate()[1][-3000:]}")
+    return line
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[list[str], dict]:
+    """What ``wait_for_backfills`` printed, and its result (elapsed s, error or None)."""
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-3000:]
+    *lines, result = out.splitlines()
+    assert result.startswith("result: "), out
+    return lines, json.loads(result[len("result: ") :])
+
+
+def set_up(stack: AirflowStack, *ops: tuple[str, object]) -> list:
+    process, results = in_airflow(stack, *ops)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err[-3000:]
+    return results
+
+
+def metadata_sql(stack: AirflowStack, sql: str, **params: object) -> object:
+    """One statement on the metadata database, SQLite or PostgreSQL, without Airflow."""
+    engine = create_engine(stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql), params)
+            return result.scalar_one() if result.returns_rows else None
+    finally:
+        engine.dispose()
+
+
+def backfills(stack: AirflowStack) -> int:
+    """How many backfills the metadata database holds, of any DAG."""
+    count = metadata_sql(stack, "SELECT count(*) FROM backfill")
+    assert isinstance(count, int)
+    return count
+
+
+def run_gaps(
+    stack: AirflowStack, warehouse_url: str, *args: str, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m smsc_hook.gaps ARGS`` where the Airflow CLI runs, on the test warehouse."""
+    env = {
+        **stack.env,
+        "AIRFLOW_CONN_SMSC_WAREHOUSE": json.dumps(postgres_connection(warehouse_url)),
+        **extra_env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "smsc_hook.gaps", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def with_a_gap(engine: Engine) -> None:
+    """Loaded days with one never-fetched range between them, whatever today is."""
+    yesterday = db_yesterday(engine)
+    load(engine, yesterday - timedelta(days=3))
+    load(engine, yesterday)
+
+
+@pytest.mark.airflow
+@pytest.mark.parametrize(
+    ("dag_state", "accounts", "expected"),
+    [
+        pytest.param(
+            {"is_paused": True, "is_stale": False},
+            "",
+            [
+                "gaps: DAG smsc_daily_stats is paused:",
+                "stay queued forever",
+                "`airflow dags unpause smsc_daily_stats`",
+            ],
+            id="paused",
+        ),
+        pytest.param(
+            {"is_paused": False, "is_stale": False},
+            '[{"name": "shop", "conn_id": "smsc_default"}]',
+            [
+                "gaps: DAG smsc_daily_stats_shop is not in the Airflow metadata database:",
+                "the dag-processor must have parsed it",
+                "--account",
+            ],
+            id="not-parsed",
+        ),
+        pytest.param(
+            {"is_paused": False, "is_stale": True},
+            "",
+            ["gaps: DAG smsc_daily_stats is stale:", "the scheduler runs nothing"],
+            id="stale",
+        ),
+    ],
+)
+def test_cli_creates_no_backfill_the_scheduler_would_never_run(
+    metadata: AirflowStack,
+    engine: Engine,
+    warehouse_url: str,
+    dag_state: dict,
+    accounts: str,
+    expected: list[str],
+) -> None:
+    metadata_sql(
+        metadata,
+        "UPDATE dag SET is_paused = :is_paused, is_stale = :is_stale WHERE dag_id = :d",
+        d=DAG_ID,
+        **dag_state,
+    )
+    before = backfills(metadata)
+    with_a_gap(engine)
+
+    result = run_gaps(metadata, warehouse_url, **({"SMSC_ACCOUNTS": accounts} if accounts else {}))
+
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    (line,) = [s for s in result.stderr.splitlines() if s.startswith("gaps:")]
+    for part in expected:
+        assert part in line
+    assert "running:" not in result.stdout
+    assert backfills(metadata) == before, "a backfill was created"
+
+
+@pytest.mark.airflow
+def test_cli_without_a_metadata_database_says_where_to_run(
+    metadata: AirflowStack, engine: Engine, warehouse_url: str, tmp_path: Path
+) -> None:
+    with_a_gap(engine)
+
+    result = run_gaps(
+        metadata,
+        warehouse_url,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{tmp_path / 'not-migrated.db'}",
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    (line,) = [s for s in result.stderr.splitlines() if s.startswith("gaps:")]
+    assert line.startswith("gaps: cannot read the Airflow metadata database (")
+    assert "run this where the Airflow CLI runs" in line
+
+
+@pytest.mark.airflow
+def test_cli_gives_up_on_a_backfill_that_never_finishes(
+    metadata: AirflowStack, engine: Engine, warehouse_url: str
+) -> None:
+    _, backfill_id = set_up(metadata, RUNNING_DAG, ("backfill", False))
+    with_a_gap(engine)
+
+    result = run_gaps(metadata, warehouse_url, "--wait-timeout", "1", "--poll", "0.2")
+
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    waiting = f"backfill {backfill_id} (2026-01-01..2026-01-02) of DAG smsc_daily_stats"
+    assert f"gaps: waiting for {waiting} to finish" in result.stdout
+    assert "running:" not in result.stdout
+    (line,) = [s for s in result.stderr.splitlines() if s.startswith("gaps:")]
+    assert line.startswith(f"gaps: {waiting} still running after 1 s (--wait-timeout 1);")
+    assert "airflow jobs check --job-type SchedulerJob" in line
+    assert backfills(metadata) == 1, "no further backfill is created"
+
+
+@pytest.mark.airflow
+def test_wait_for_backfills_gives_up_within_its_bound_and_reports_sparingly(
+    metadata: AirflowStack,
+) -> None:
+    waiter, (_, backfill_id) = in_airflow(
+        metadata,
+        RUNNING_DAG,
+        ("backfill", False),
+        wait={"timeout": 1.5, "poll": 0.1, "report_every": 0.6},
+    )
+
+    lines, result = finish(waiter)
+
+    assert 1.5 <= result["elapsed"] < 4.5, result
+    assert result["error"].startswith(
+        f"backfill {backfill_id} (2026-01-01..2026-01-02) of DAG smsc_daily_stats still running"
+    )
+    assert f"GET /api/v2/backfills?dag_id={DAG_ID}" in result["error"]
+    # About 15 polls: one line at the start, then one per report_every.
+    assert lines[0].startswith(f"gaps: waiting for backfill {backfill_id} "), lines
+    assert 1 <= len(lines[1:]) <= 2, lines
+    assert all(line.startswith("gaps: still waiting for backfill") for line in lines[1:])
+
+
+@pytest.mark.airflow
+def test_wait_for_backfills_stops_at_once_when_the_dag_gets_paused(
+    metadata: AirflowStack,
+) -> None:
+    waiter, _ = in_airflow(
+        metadata, RUNNING_DAG, ("backfill", False), wait={"timeout": 60, "poll": 0.2}
+    )
+    next_line(waiter, "gaps: waiting for backfill")
+
+    # What `airflow dags pause` (or the UI's toggle) writes.
+    metadata_sql(metadata, "UPDATE dag SET is_paused = :yes WHERE dag_id = :d", yes=True, d=DAG_ID)
+    paused_at = time.monotonic()
+    _, result = finish(waiter)
+
+    assert time.monotonic() - paused_at < 10, "the waiter did not notice the pause"
+    assert result["elapsed"] < 30, result
+    assert result["error"].startswith("while waiting for backfill ")
+    assert "DAG smsc_daily_stats is paused" in result["error"]
+    assert "`airflow dags unpause smsc_daily_stats`" in result["error"]
+
+
+@pytest.mark.airflow
+def test_wait_for_backfills_stops_at_once_when_the_backfill_is_paused(
+    metadata: AirflowStack,
+) -> None:
+    waiter, (_, backfill_id) = in_airflow(
+        metadata, RUNNING_DAG, ("backfill", True), wait={"timeout": 60, "poll": 0.2}
+    )
+
+    lines, result = finish(waiter)
+
+    assert result["elapsed"] < 5, result
+    assert lines == []
+    assert result["error"].startswith(
+        f"backfill {backfill_id} (2026-01-01..2026-01-02, paused) of DAG smsc_daily_stats:"
+        " the runs of a paused backfill stay queued"
+    )
+    assert f"`PUT /api/v2/backfills/{backfill_id}/unpause`" in result["error"]
+
+
+@pytest.mark.airflow
+def test_wait_for_backfills_returns_when_the_backfill_completes(
+    metadata: AirflowStack,
+) -> None:
+    waiter, (_, backfill_id) = in_airflow(
+        metadata, RUNNING_DAG, ("backfill", False), wait={"timeout": 60, "poll": 0.2}
+    )
+    next_line(waiter, "gaps: waiting for backfill")
+
+    # What the scheduler writes when the backfill's last run has ended.
+    metadata_sql(
+        metadata,
+        "UPDATE backfill SET completed_at = CURRENT_TIMESTAMP WHERE id = :i",
+        i=backfill_id,
+    )
+    lines, result = finish(waiter)
+
+    assert result["error"] is None
+    assert result["elapsed"] < 30, result
+    (line,) = lines  # the first line was read above
+    assert line.startswith("gaps: the backfill of DAG smsc_daily_stats finished after")
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf", "nan"])
+def test_cli_wait_timeout_must_be_a_positive_number_of_seconds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--wait-timeout", value])
+    assert exited.value.code == 2
+    assert f"not a positive number of seconds: {value!r}" in capsys.readouterr().err
+
+
+def test_gaps_wait_error_is_a_fatal_gaps_error() -> None:
+    """main() reports it as ``gaps: …`` and exits 1; no retry can unpause a DAG."""
+    assert issubclass(SmscGapsWaitError, SmscGapsError)
+    assert issubclass(SmscGapsWaitError, SmscFatalError)
