@@ -1,16 +1,17 @@
 """A real, local Airflow 3 stack for the demo, the backfill tests and the benchmark.
 
-Scheduler + api-server + dag-processor with LocalExecutor and SQLite metadata under a
-folder of its own, the repo's ``dags/`` and ``plugins/``, connections from
-``AIRFLOW_CONN_*`` variables. Everything the processes print goes to log files there.
+Scheduler + api-server + dag-processor with LocalExecutor, the repo's ``dags/`` and
+``plugins/``, connections from ``AIRFLOW_CONN_*`` variables. Airflow's metadata lives in a
+PostgreSQL database of the stack's own (SQLite under a busy scheduler gives ``database is
+locked``); everything the processes print goes to log files under the stack's home.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 from sqlalchemy.engine import URL, make_url
+
+from devtools import postgres
+from devtools.processes import Stopped, reserved, terminate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("scheduler", "dag-processor", "api-server")
@@ -81,7 +86,36 @@ class AirflowStack:
     #: Each entry is the airflow sub-command of one service, e.g. ("celery", "worker").
     services: tuple[tuple[str, ...], ...] = tuple((s,) for s in SERVICES)
     port: int = field(default_factory=free_port)
+    #: Airflow's metadata database (SQLAlchemy URL). None: a throwaway database on the
+    #: discovered PostgreSQL server, created on first use and dropped by :meth:`close`.
+    metadata_url: str | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _owned_metadata: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def metadata(self) -> str:
+        """The metadata database URL, creating the stack's own database on first use."""
+        given = self.extra_env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+        if given:
+            return given
+        if self.metadata_url is None:
+            name = f"airflow_meta_{secrets.token_hex(6)}"
+            server = make_url(postgres.server_url()).set(drivername="postgresql")
+            _admin(server, f'CREATE DATABASE "{name}"')
+            self._owned_metadata = name
+            self.metadata_url = server.set(
+                drivername="postgresql+psycopg2", database=name
+            ).render_as_string(hide_password=False)
+        return self.metadata_url
+
+    def close(self) -> None:
+        """Stop the services and drop the metadata database if this stack created it."""
+        self.stop()
+        if self._owned_metadata is not None and self.metadata_url is not None:
+            server = make_url(self.metadata_url).set(drivername="postgresql", database="postgres")
+            _admin(server, f'DROP DATABASE IF EXISTS "{self._owned_metadata}" WITH (FORCE)')
+            self._owned_metadata = None
+            self.metadata_url = None
 
     @property
     def url(self) -> str:
@@ -110,11 +144,10 @@ class AirflowStack:
                 "AIRFLOW__CORE__DEFAULT_TIMEZONE": self.timezone,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-                # SQLite has one writer at a time; the 5 s default busy timeout is too short
-                # when `airflow backfill create` writes while the scheduler holds the lock.
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
-                    f"sqlite:///{self.home / 'airflow.db'}?timeout=60"
-                ),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata,
+                # Several stacks and their tests share one server (100 connections).
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "2",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "4",
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__WORKERS": "1",
@@ -203,19 +236,39 @@ class AirflowStack:
             time.sleep(0.5)
         raise RuntimeError(f"Airflow API did not come up within {timeout:.0f} s: {self.url}")
 
-    def stop(self) -> None:
-        """SIGTERM every service (and its task subprocesses), SIGKILL stragglers."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        self.processes.clear()
+    def stop(self) -> Stopped:
+        """Stop the services and everything they started, quietly, and return what happened.
+
+        :func:`~devtools.processes.terminate`: SIGTERM, up to 20 s, SIGKILL, for each
+        service's process group and the rest of its session (Airflow's task runner leaves
+        the group, not the session) and anything else with this ``AIRFLOW_HOME``; then the
+        services are reaped. A service that exited and was reaped earlier is still named
+        while its group or session lives on. Raises RuntimeError if a process outlives
+        SIGKILL. With nothing started (or a second time), does nothing.
+        """
+        if not self.processes:
+            return Stopped([], [])
+        outcome = terminate(
+            {
+                service: process.pid
+                for service, process in self.processes.items()
+                # A reaped pid may belong to another process by now, unless it is held.
+                if process.returncode is None or reserved(process.pid)
+            },
+            grace=20,
+            home=self.home,
+        )
+        for service, process in list(self.processes.items()):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=1)
+                del self.processes[service]
+        left = sorted({*outcome.survivors, *(p.pid for p in self.processes.values())})
+        if left:
+            raise RuntimeError(
+                f"Airflow stack: pid(s) {', '.join(map(str, left))} survived SIGKILL"
+                f" ({'; '.join(outcome.messages)})"
+            )
+        return outcome
 
     def _check_alive(self) -> None:
         for service, process in self.processes.items():
@@ -268,10 +321,22 @@ class AirflowStack:
 
 @contextmanager
 def running_stack(stack: AirflowStack) -> Iterator[AirflowStack]:
-    """``init`` + ``start`` for a ``with`` block; always stops what it started."""
-    stack.init()
+    """``init`` + ``start`` for a ``with`` block; always stops what it started and drops
+    the metadata database it created."""
     try:
+        stack.init()
         stack.start()
         yield stack
     finally:
-        stack.stop()
+        stack.close()
+
+
+def _admin(server: URL, statement: str) -> None:
+    """Run one CREATE/DROP DATABASE statement (outside a transaction) on ``server``."""
+    conn = psycopg2.connect(server.render_as_string(hide_password=False), connect_timeout=10)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()

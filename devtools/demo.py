@@ -2,35 +2,44 @@
 
 PostgreSQL (``SMSC_DATABASE_URL``, else 127.0.0.1:5432, else a private cluster under
 ``.state/pg``) → the SMSC simulator (or the real SMSC when ``SMSC_LOGIN`` and
-``SMSC_PASSWORD``, or ``AIRFLOW_CONN_SMSC_DEFAULT``, are set) → Airflow with SQLite
-metadata under ``.state/airflow`` → bootstrap → scheduler, api-server, dag-processor →
-unpause → backfill of the last 7 days at the real 3-per-minute limit, with progress →
-the loaded ``smsc.daily_stats``. Airflow and the simulator are left running for the UI;
-``make demo-stop`` stops them.
+``SMSC_PASSWORD``, or ``AIRFLOW_CONN_SMSC_DEFAULT``, are set) → Airflow under
+``.state/airflow`` with its metadata in a database of its own on the same server
+(``<warehouse database>_airflow``, recreated empty each run) → bootstrap → scheduler,
+api-server, dag-processor → unpause → backfill of the last 7 days at the real 3-per-minute
+limit, with progress → the loaded ``smsc.daily_stats``. Airflow and the simulator are left
+running for the UI; ``make demo-stop`` stops them (SIGTERM, then SIGKILL after a bound) and
+drops the metadata database.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import OperationalError
 
 from devtools import postgres
 from devtools.airflow_stack import REPO_ROOT, AirflowStack, postgres_connection
+from devtools.processes import start_time, terminate
 from devtools.simulator_process import start_simulator
 from smsc_hook.windows import zone
 
 STATE = REPO_ROOT / ".state"
-PIDS = STATE / "demo-pids.json"
+#: What ``--stop`` needs: the processes ``run`` started and the metadata database.
+STATE_FILE = STATE / "demo-pids.json"
+AIRFLOW_HOME = STATE / "airflow"
+#: Seconds ``--stop`` gives the processes to exit on SIGTERM before it SIGKILLs them.
+STOP_GRACE = 20.0
 DAG_ID = "smsc_daily_stats"
 DAYS = 7
 TIMEZONE = os.environ.get("SMSC_TIMEZONE", "Europe/Moscow")
@@ -48,17 +57,70 @@ def warehouse_database() -> URL:
         say(f"warehouse: SMSC_DATABASE_URL ({url.render_as_string(hide_password=True)})")
         return url
     server = make_url(postgres.server_url())
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
+    with _maintenance(server) as conn:
         exists = conn.execute(
             text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": DEMO_DATABASE}
         ).scalar()
         if not exists:
-            conn.execute(text(f'CREATE DATABASE "{DEMO_DATABASE}"'))
-    engine.dispose()
+            conn.execute(text(f"CREATE DATABASE {_quoted(DEMO_DATABASE)}"))
     url = server.set(database=DEMO_DATABASE)
     say(f"warehouse: {url.render_as_string(hide_password=True)}")
     return url
+
+
+def metadata_database(warehouse: URL) -> URL:
+    """Airflow's metadata: ``<warehouse database>_airflow`` on the warehouse's server, dropped
+    and created empty (like ``.state/airflow``: a backfill skips days that already have runs).
+
+    Not the stack's own throwaway database: that one dies with the stack's process, and the
+    demo's Airflow outlives ``run``; ``--stop`` drops this one.
+    """
+    name = f"{warehouse.database}_airflow"
+    url = warehouse.set(drivername="postgresql+psycopg2", database=name)
+    with _maintenance(url) as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {_quoted(name)} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {_quoted(name)}"))
+    say(f"Airflow metadata: {url.render_as_string(hide_password=True)} (created empty)")
+    return url
+
+
+def drop_metadata(recorded: str) -> None:
+    """Drop the metadata database ``run`` recorded. The record has no password: it comes from
+    SMSC_DATABASE_URL when that names the same server and user, else from libpq's
+    PGPASSWORD or ~/.pgpass."""
+    url = make_url(recorded)
+    configured = os.environ.get("SMSC_DATABASE_URL")
+    if configured:
+        given = make_url(configured)
+        if (given.host, given.port, given.username) == (url.host, url.port, url.username):
+            url = url.set(password=given.password)
+    try:
+        with _maintenance(url) as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {_quoted(str(url.database))} WITH (FORCE)"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "no connection"
+        say(f"could not drop {recorded} ({reason}); the next make demo recreates it")
+        return
+    say(f"dropped Airflow's metadata database {recorded}")
+
+
+@contextlib.contextmanager
+def _maintenance(server: URL) -> Iterator[Connection]:
+    """An autocommit connection to ``server``'s ``postgres`` database, for CREATE/DROP DATABASE."""
+    engine = create_engine(
+        server.set(drivername="postgresql+psycopg2", database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": 10},
+    )
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def smsc_connection(pids: dict[str, int]) -> dict[str, Any]:
@@ -158,16 +220,17 @@ def print_results(warehouse: URL, first: str, last: str) -> None:
 
 def run() -> None:
     began = time.monotonic()
-    if PIDS.exists():
+    if STATE_FILE.exists():
         say("a previous demo is still running: stopping it first")
         stop()
     pids: dict[str, int] = {}
     # Fresh Airflow state each time (a backfill skips days that already have runs); the
     # warehouse and its call ledger persist, and reloading a day is idempotent.
-    shutil.rmtree(STATE / "airflow", ignore_errors=True)
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
     warehouse = warehouse_database()
+    metadata = metadata_database(warehouse)
     stack = AirflowStack(
-        home=STATE / "airflow",
+        home=AIRFLOW_HOME,
         connections={
             "smsc_default": smsc_connection(pids),
             "smsc_warehouse": postgres_connection(warehouse),
@@ -175,9 +238,10 @@ def run() -> None:
         timezone=TIMEZONE,
         # Unpausing creates today's scheduled run; without lookback it adds one call.
         extra_env={"SMSC_LOOKBACK_DAYS": os.environ.get("SMSC_LOOKBACK_DAYS", "0")},
+        metadata_url=metadata.render_as_string(hide_password=False),
     )
-    PIDS.write_text(json.dumps(pids))
-    say(f"Airflow home: {stack.home} (SQLite metadata)")
+    save_state(pids, metadata)
+    say(f"Airflow home: {stack.home}")
     stack.init()
     real_smsc = "simulator" not in pids
     bootstrap_args = ["-m", "smsc_hook.bootstrap"] + ([] if real_smsc else ["--no-api-call"])
@@ -186,7 +250,7 @@ def run() -> None:
             say(line)
     stack.start()
     pids.update({name: p.pid for name, p in stack.processes.items()})
-    PIDS.write_text(json.dumps(pids))
+    save_state(pids, metadata)
     say(f"Airflow api-server, scheduler and dag-processor running; UI {stack.url}")
     stack.wait_for_dag(DAG_ID)
     stack.unpause(DAG_ID)
@@ -209,16 +273,49 @@ def run() -> None:
     )
 
 
+def save_state(pids: Mapping[str, int], metadata: URL) -> None:
+    """Record each started process with its start time (so ``--stop`` leaves alone a pid the
+    system has since given to another process) and the metadata database, without password."""
+    STATE.mkdir(exist_ok=True)
+    processes = {name: {"pid": pid, "start": start_time(pid)} for name, pid in pids.items()}
+    public = metadata._replace(password=None).render_as_string(hide_password=False)
+    STATE_FILE.write_text(json.dumps({"processes": processes, "metadata": public}, indent=1))
+
+
+def load_state() -> tuple[dict[str, int], str | None]:
+    """The recorded processes that are still (or were) the ones ``run`` started, by name,
+    and the metadata database's URL."""
+    if not STATE_FILE.exists():
+        return {}, None
+    state = json.loads(STATE_FILE.read_text())
+    if "processes" not in state:  # written by a demo before metadata moved to PostgreSQL
+        state = {"processes": {name: {"pid": pid, "start": None} for name, pid in state.items()}}
+    pids: dict[str, int] = {}
+    for name, entry in state["processes"].items():
+        now = start_time(entry["pid"])
+        if None not in (now, entry["start"]) and now != entry["start"]:
+            say(f"{name} (pid {entry['pid']}): already gone (the pid is another process now)")
+            continue
+        pids[name] = entry["pid"]
+    return pids, state.get("metadata")
+
+
 def stop() -> None:
-    """Stop what ``run`` left running (the Airflow services and the simulator)."""
-    pids: dict[str, int] = json.loads(PIDS.read_text()) if PIDS.exists() else {}
-    for name, pid in pids.items():
-        try:
-            os.killpg(pid, signal.SIGTERM) if name != "simulator" else os.kill(pid, signal.SIGTERM)
-            say(f"stopped {name} (pid {pid})")
-        except ProcessLookupError:
-            pass
-    PIDS.unlink(missing_ok=True)
+    """Stop what ``run`` left running (the Airflow services, their task processes and the
+    simulator), then drop the metadata database and stop the private cluster."""
+    pids, metadata = load_state()
+    outcome = terminate(pids, grace=STOP_GRACE, home=AIRFLOW_HOME)
+    for message in outcome.messages or ["no demo processes were running"]:
+        say(message)
+    if outcome.survivors:
+        raise SystemExit(
+            f"demo: pid(s) {', '.join(map(str, outcome.survivors))} survived SIGKILL (stuck in"
+            f" the kernel?); kept {STATE_FILE} and the metadata database: run make demo-stop"
+            " again later"
+        )
+    if metadata:
+        drop_metadata(metadata)
+    STATE_FILE.unlink(missing_ok=True)
     if (postgres.PRIVATE_DIR / "data").exists():
         postgres.stop_private_cluster()
         say("stopped the private PostgreSQL cluster under .state/pg")

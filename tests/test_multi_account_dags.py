@@ -47,7 +47,16 @@ def test_each_account_has_its_dag_pool_and_rows(
         connections=connections(simulator.url, warehouse_url),
         extra_env={"SMSC_ACCOUNTS": json.dumps(ACCOUNTS)},
     )
-    stack.init()
+    try:
+        stack.init()
+        check_each_account(stack, simulator, warehouse_url)
+    finally:
+        stack.close()
+
+
+def check_each_account(
+    stack: AirflowStack, simulator: RunningSimulator, warehouse_url: str
+) -> None:
     bootstrap = stack.python("-m", "smsc_hook.bootstrap", "--no-api-call")
     assert "pool 'smsc_api_demo': created (1 slot)" in bootstrap
     assert "pool 'smsc_api_acme': created (1 slot)" in bootstrap

@@ -13,12 +13,11 @@ import contextlib
 import json
 import os
 import re
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from devtools.airflow_stack import AirflowStack, pipeline_connections, running_stack
-from devtools.benchmark.procs import ProcessSampler, ProcessSamples
+from devtools.benchmark.procs import ProcessSampler, ProcessSamples, ti_key
 from devtools.postgres import throwaway_database
 from devtools.simulator_process import running_simulator
 
@@ -66,6 +65,7 @@ class PhaseSpec:
 class TaskTry:
     """One try of one task instance, times as epoch seconds."""
 
+    #: In :func:`~devtools.benchmark.procs.ti_key`'s spelling, as the process samples are.
     ti_id: str
     run_id: str
     task_id: str
@@ -138,14 +138,16 @@ def run_phase(
 ) -> PhaseRecord:
     """Backfill ``days`` with ``spec``'s DAG on fresh infrastructure; return the evidence."""
     say(spec, "fresh simulator (3 calls / 60 s, no time scaling), warehouse and Airflow home")
+    # The metadata database is the phase's, not the stack's: the tries are read from it
+    # after the services stopped, and it is dropped with the warehouse however the phase ends.
     with (
         running_simulator(
             "--quiet", "--rate-limit", "3", "--rate-window", "60", "--time-scale", "1"
         ) as sim,
         throwaway_database(server_url, prefix="smsc_bench") as warehouse,
+        throwaway_database(server_url, prefix="smsc_bench_meta") as metadata,
     ):
         home = work_dir / spec.label / "airflow"
-        metadata = f"sqlite:///{home / 'airflow.db'}?timeout=60"
         stack = AirflowStack(
             home=home,
             connections=connections(sim.url, warehouse),
@@ -155,11 +157,9 @@ def run_phase(
                 # not over), so every call in the phase is the backfill's.
                 "SMSC_LOOKBACK_DAYS": "0",
                 "SMSC_START_DATE": datetime.now(UTC).date().isoformat(),
-                # SQLite's default 5 s lock wait is too short on a busy 2-core machine:
-                # `backfill create` failed with "database is locked" once.
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
             },
             dags_folder=spec.dags_folder,
+            metadata_url=metadata,
         )
         with running_stack(stack):
             dags_report_s = prepare(stack, spec)
@@ -171,8 +171,14 @@ def run_phase(
             finished = time.time() if timed_out else last_end(runs, started)
         requests = [r for r in sim.control.requests() if r["path"] == API_PATH]
         ledger, windows = read_warehouse(warehouse, days)
-    # Kept with the Airflow home: the simulator and the warehouse are gone after the phase.
-    evidence = {"requests": requests, "ledger": ledger, "windows_loaded": windows}
+        tries = read_tries(metadata, spec.dag_id)
+    # Kept with the Airflow home: the simulator and both databases are gone after the phase.
+    evidence = {
+        "requests": requests,
+        "ledger": ledger,
+        "windows_loaded": windows,
+        "tries": [asdict(attempt) for attempt in tries],
+    }
     (home.parent / "evidence.json").write_text(json.dumps(evidence, indent=1))
     return PhaseRecord(
         spec=spec,
@@ -185,7 +191,7 @@ def run_phase(
         requests=requests,
         ledger=ledger,
         windows_loaded=windows,
-        tries=read_tries(stack.home / "airflow.db", spec.dag_id),
+        tries=tries,
         marks=read_log_marks(stack.home / "logs"),
         processes=samples,
         dags_report_s=dags_report_s,
@@ -266,10 +272,16 @@ def wait_for_runs(
 
 
 def parse_time(value: str | None) -> float | None:
-    """An ISO timestamp (API or SQLite, naive means UTC) as epoch seconds."""
+    """An ISO timestamp (the API's or a task log's, naive means UTC) as epoch seconds."""
     if not value:
         return None
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return epoch(datetime.fromisoformat(value.replace("Z", "+00:00")))
+
+
+def epoch(moment: datetime | None) -> float | None:
+    """A datetime (PostgreSQL's are aware; naive means UTC) as epoch seconds."""
+    if moment is None:
+        return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -312,17 +324,19 @@ FROM task_instance_history WHERE dag_id = :dag
 """
 
 
-def read_tries(database: Path, dag_id: str) -> list[TaskTry]:
-    """Every try of every task of ``dag_id`` (the current one and the history)."""
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+def read_tries(metadata_url: str, dag_id: str) -> list[TaskTry]:
+    """Every try of every task of ``dag_id`` (the current one and the history) from the
+    Airflow metadata database at ``metadata_url``."""
+    engine = create_engine(metadata_url)
     try:
-        rows = conn.execute(_TRIES_SQL, {"dag": dag_id}).fetchall()
+        with engine.connect() as conn:
+            rows = conn.execute(text(_TRIES_SQL), {"dag": dag_id}).all()
     finally:
-        conn.close()
+        engine.dispose()
     tries: dict[tuple[str, str, int, int], TaskTry] = {}
     for ti_id, run_id, task_id, map_index, try_number, state, start, end in rows:
         attempt = TaskTry(
-            ti_id, run_id, task_id, map_index, try_number, state, parse_time(start), parse_time(end)
+            ti_key(ti_id), run_id, task_id, map_index, try_number, state, epoch(start), epoch(end)
         )
         # A try can be both the current row and (once retried) a history row: keep one.
         if attempt.key not in tries or attempt.end is not None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from devtools.processes import session
 
 PROC = Path("/proc")
 TASK_TITLE = "airflow worker -- "
@@ -28,18 +31,21 @@ class ProcessSamples:
     foreign_airflow: int = 0
 
 
+def ti_key(value: object) -> str:
+    """A task instance id in one spelling, whoever wrote it: the process title's dashed
+    text, a ``uuid.UUID`` from PostgreSQL or 32 bare hex digits all give the dashed form."""
+    text = str(value)
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:  # not a UUID at all: compare it as it is
+        return text
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(errors="replace")
     except OSError:  # the process exited between listing and reading
         return ""
-
-
-def _session(pid: str) -> int | None:
-    stat = _read(PROC / pid / "stat")
-    # Fields after the parenthesised command: state ppid pgrp session ...
-    fields = stat.rpartition(")")[2].split()
-    return int(fields[3]) if len(fields) > 3 else None
 
 
 def _vm_hwm_kib(pid: str) -> int | None:
@@ -80,12 +86,11 @@ class ProcessSampler(threading.Thread):
             cmdline = _read(entry / "cmdline").replace("\0", " ").strip()
             if "airflow" not in cmdline:
                 continue
-            if _session(entry.name) not in self.own_sessions:
+            if session(int(entry.name)) not in self.own_sessions:
                 foreign += 1
                 continue
             if cmdline.startswith(TASK_TITLE):
-                # SQLite stores the id as 32 hex digits, the title has the UUID's dashes.
-                ti_id = cmdline[len(TASK_TITLE) :].split()[0].replace("-", "")
+                ti_id = ti_key(cmdline[len(TASK_TITLE) :].split()[0])
                 hwm = _vm_hwm_kib(entry.name)
                 if hwm is not None:
                     peaks = self.samples.peak_rss_kib

@@ -379,7 +379,7 @@ def render(
         "pacing). Each phase backfills the same days with the same `airflow backfill create` "
         "command, one phase after the other, each on a fresh simulator enforcing the real "
         "limit (3 per 60 s, no time scaling), a fresh warehouse database and a fresh Airflow "
-        "(scheduler, dag-processor, api-server; LocalExecutor; SQLite metadata). The naive "
+        "(scheduler, dag-processor, api-server; LocalExecutor; PostgreSQL metadata). The naive "
         "DAG runs twice: with Airflow's default backfill concurrency (10 active runs), as "
         "the README's command does, and with `--max-active-runs 3`, as our demo and "
         "backfill test do; the outcome depends on it.",
@@ -399,8 +399,8 @@ def render(
         f"| software | Python {machine_info.python}, Apache Airflow {machine_info.airflow}, "
         f"PostgreSQL {machine_info.postgres} |",
         f"| commit | {machine_info.commit} |",
-        f"| raw evidence (task logs, metadata DB, service logs) | `{_shown(work_dir)}/`, "
-        "until the next run |",
+        "| raw evidence (task logs, service logs; requests, ledger and task tries in each "
+        f"phase's `evidence.json`) | `{_shown(work_dir)}/`, until the next run |",
         "",
         "## Results",
         "",
