@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.planning import plan_loads, plan_reconciliations
+from smsc_hook.planning import plan_loads, plan_reconciliations, plan_refetches
 from smsc_hook.settings import AccountConfig, PipelineSettings, parse_accounts
 
 TODAY = date(2026, 11, 10)
@@ -348,3 +348,38 @@ def test_plan_loads_refuses_a_pool_the_bootstrap_did_not_create(
     message = str(caught.value)
     assert "pool 'smsc_api_shop' is not set up" in message
     assert "python -m smsc_hook.bootstrap" in message
+
+
+def month_check(status: str, balance2: bool = False, days: int = 0) -> dict[str, Any]:
+    """A reconcile_month result as the DAG passes it on (XCom)."""
+    return {
+        "account": "demo",
+        "series": "balance2" if balance2 else "main",
+        "month": "2026-02",
+        "balance2": balance2,
+        "check_id": 1,
+        "status": status,
+        "refetch": [f"2026-02-{d:02d}" for d in range(1, days + 1)],
+    }
+
+
+@pytest.mark.parametrize(
+    ("checks", "expected"),
+    [
+        pytest.param([], [], id="no-month-closed"),
+        pytest.param([month_check("matched")], [], id="matched"),
+        pytest.param([month_check("incomplete")], [], id="incomplete-costs-nothing"),
+        pytest.param(
+            [month_check("differs", days=2)],
+            [{"day": "2026-02-01", "balance2": False}, {"day": "2026-02-02", "balance2": False}],
+            id="differs-refetches-every-day",
+        ),
+        pytest.param(
+            [month_check("matched"), month_check("differs", balance2=True, days=1)],
+            [{"day": "2026-02-01", "balance2": True}],
+            id="only-the-series-that-differs",
+        ),
+    ],
+)
+def test_plan_refetches(checks: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert plan_refetches(checks) == expected

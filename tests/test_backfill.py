@@ -66,8 +66,9 @@ def test_backfill_loads_every_day_once_within_the_rate_limit(
         stack = AirflowStack(
             home=tmp_path / "airflow",
             connections=airflow_connections(sim.url, warehouse_url),
-            # The scheduled run that unpausing creates loads one recent day (not in the range).
-            extra_env={"SMSC_LOOKBACK_DAYS": "0"},
+            # Scheduled runs end with the range, so unpausing creates none (on any date, a
+            # month's first included): every call is the backfill's.
+            extra_env={"SMSC_LOOKBACK_DAYS": "0", "SMSC_END_DATE": last_day.isoformat()},
         )
         with running_stack(stack):
             print("\n" + stack.python("-m", "smsc_hook.bootstrap", "--no-api-call"), end="")
@@ -88,6 +89,7 @@ def test_backfill_loads_every_day_once_within_the_rate_limit(
             )
             runs = wait_for_backfill(stack, DAYS, timeout=600)
             wall = time.monotonic() - started
+            run_types = {r["run_type"] for r in stack.dag_runs(DAG_ID)}
             task_instances = stack.task_instances(DAG_ID)
             sim_log = sim.control.requests()
             truth = {day: truth_rows(sim.control, day) for day in days}
@@ -97,14 +99,15 @@ def test_backfill_loads_every_day_once_within_the_rate_limit(
                 if p.is_file()
             )
 
-    # Exactly the requested days, each in its own successful run.
+    # Exactly the requested days, each in its own successful run; no other run exists.
+    assert run_types == {"backfill"}
     run_days = sorted(parse_time(r["logical_date"]).astimezone(tz).date() for r in runs)
     assert run_days == days
     assert {r["state"] for r in runs} == {"success"}
 
     # Every day equals the simulator's ground truth, loaded exactly once by the backfill.
+    assert sum(map(len, truth.values())) > len(days), "no subclient row in the range"
     for day in days:
-        assert truth[day], f"simulator has no rows for {day}"
         assert stored_rows(warehouse_url, day) == truth[day], day
     backfill_loads = query(
         warehouse_url,
@@ -120,7 +123,7 @@ def test_backfill_loads_every_day_once_within_the_rate_limit(
     assert [r for r in api_requests if r.get("error_code") == 9] == []
     assert most_starts_in_window([r["time"] for r in api_requests], WINDOW) <= 3
     ledger = query(warehouse_url, "SELECT reserved_at, outcome FROM smsc.api_calls ORDER BY id")
-    assert len(ledger) == len(api_requests)
+    assert len(ledger) == len(api_requests) == DAYS
     assert {outcome for _, outcome in ledger} == {"ok"}
     assert most_starts_in_window([at for at, _ in ledger], WINDOW) <= 3
 

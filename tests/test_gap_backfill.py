@@ -41,17 +41,19 @@ def test_gap_only_backfill_loads_exactly_the_missing_days(
     tmp_path: Path, warehouse_url: str
 ) -> None:
     with running_simulator("--quiet") as sim:
+        # The gap view runs up to the database's yesterday: end the loaded span there.
+        last = query(warehouse_url, "SELECT current_date - 1")[0][0]
+        days = [last - timedelta(days=n) for n in range(7, -1, -1)]
+        missing = [days[1], days[3], days[4]]
         stack = AirflowStack(
             home=tmp_path / "airflow",
             connections=airflow_connections(sim.url, warehouse_url),
-            extra_env={"SMSC_LOOKBACK_DAYS": "0"},
+            # Scheduled runs end before the newest days, so unpausing creates none (on a
+            # month's first day it would otherwise reconcile the month before).
+            extra_env={"SMSC_LOOKBACK_DAYS": "0", "SMSC_END_DATE": days[4].isoformat()},
         )
         with running_stack(stack):
             stack.python("-m", "smsc_hook.bootstrap", "--no-api-call")
-            # The gap view runs up to the database's yesterday: end the loaded span there.
-            last = query(warehouse_url, "SELECT current_date - 1")[0][0]
-            days = [last - timedelta(days=n) for n in range(7, -1, -1)]
-            missing = [days[2], days[5], days[6]]
             preload(warehouse_url, sim.control, [d for d in days if d not in missing])
 
             dry = stack.python("-m", "smsc_hook.gaps", "--dry-run")
@@ -72,6 +74,9 @@ def test_gap_only_backfill_loads_exactly_the_missing_days(
             else:
                 pytest.fail(f"gap backfill did not finish: {stack.dag_runs(DAG_ID)}")
             truth = {day: truth_rows(sim.control, day) for day in days}
+            run_types = {r["run_type"] for r in stack.dag_runs(DAG_ID)}
+
+    assert run_types == {"backfill"}, "no scheduled run may compete for the pool"
 
     backfill_calls = query(
         warehouse_url,
