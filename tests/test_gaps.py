@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import IO
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -539,14 +541,18 @@ def in_airflow(
     stack: AirflowStack, *ops: tuple[str, object], wait: dict | None = None
 ) -> tuple[subprocess.Popen[str], list]:
     """Start :data:`_IN_AIRFLOW`; return the process, once ``ops`` are done, and their results."""
+    # stderr to a file: communicate() would read the pipes' file descriptors directly and
+    # lose what next_line()'s buffered readline already took from stdout.
+    errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by drain())
     process = subprocess.Popen(
         [sys.executable, "-c", _IN_AIRFLOW, DAG_ID, json.dumps(ops), json.dumps(wait)],
         env=stack.env,
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         text=True,
     )
+    _ERRORS[process.pid] = errors
     return process, json.loads(next_line(process, "ops: ")[len("ops: ") :])
 
 
@@ -556,13 +562,27 @@ def next_line(process: subprocess.Popen[str], prefix: str) -> str:
     line = process.stdout.readline()
     if not line.startswith(prefix):
         process.kill()
-        pytest.fail(f"expected {prefix!r}, got {line!r}: {process.communicate()[1][-3000:]}")
+        pytest.fail(f"expected {prefix!r}, got {line!r}: {drain(process)[1][-3000:]}")
     return line
+
+
+def drain(process: subprocess.Popen[str], timeout: float = 60) -> tuple[str, str]:
+    """Everything ``process`` printed (after what was already read), once it has exited."""
+    assert process.stdout is not None
+    out = process.stdout.read()  # to EOF, including what readline() buffered
+    process.wait(timeout=timeout)
+    with _ERRORS.pop(process.pid) as errors:
+        errors.seek(0)
+        return out, errors.read()
+
+
+#: The stderr file of each process in_airflow() started, by pid.
+_ERRORS: dict[int, IO[str]] = {}
 
 
 def finish(process: subprocess.Popen[str]) -> tuple[list[str], dict]:
     """What ``wait_for_backfills`` printed, and its result (elapsed s, error or None)."""
-    out, err = process.communicate(timeout=60)
+    out, err = drain(process)
     assert process.returncode == 0, err[-3000:]
     *lines, result = out.splitlines()
     assert result.startswith("result: "), out
@@ -571,7 +591,7 @@ def finish(process: subprocess.Popen[str]) -> tuple[list[str], dict]:
 
 def set_up(stack: AirflowStack, *ops: tuple[str, object]) -> list:
     process, results = in_airflow(stack, *ops)
-    _, err = process.communicate(timeout=60)
+    _, err = drain(process)
     assert process.returncode == 0, err[-3000:]
     return results
 
