@@ -1,6 +1,12 @@
 """A local stand-in for SMSC's ``get_stat`` with the real server's limits, faults and truth."""
 
-from simulator.config import DEFAULT_ACCOUNTS, Account, SimulatorConfig, load_accounts
+from simulator.config import (
+    DEFAULT_ACCOUNTS,
+    DIALECTS,
+    Account,
+    SimulatorConfig,
+    load_accounts,
+)
 from simulator.control import SimulatorControl, SimulatorControlError
 from simulator.faults import FaultSpec
 from simulator.server import SimulatorServer, start_in_thread
@@ -8,6 +14,7 @@ from simulator.truth import Override, Row, moscow_today, window_rows
 
 __all__ = [
     "DEFAULT_ACCOUNTS",
+    "DIALECTS",
     "Account",
     "FaultSpec",
     "Override",

@@ -9,7 +9,13 @@ import threading
 from datetime import date
 from types import FrameType
 
-from simulator.config import DEFAULT_ACCOUNTS, SimulatorConfig, load_accounts
+from simulator.config import (
+    DEFAULT_ACCOUNTS,
+    DEFAULT_DIALECT,
+    DIALECTS,
+    SimulatorConfig,
+    load_accounts,
+)
 from simulator.faults import FaultSpec
 from simulator.server import start_in_thread
 
@@ -42,6 +48,16 @@ def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
         metavar="SPEC",
         help="KIND[:ARG][:COUNT], e.g. error:9:2, latency:1.5:3, http:503, reset:1",
     )
+    parser.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default=DEFAULT_DIALECT,
+        help="reply layout: arrays (default: lists of rows), single-object (a one-row reply"
+        " unwrapped: bare JSON object, XML root that is the row), flat-xml (field elements"
+        " straight under the root, each <login> starting a row), strings (JSON cnt as a"
+        " string too), numbers (JSON amounts as numbers, 0-4 decimals), omit-zero (logins"
+        " without traffic left out: an empty day answers [] or an empty root)",
+    )
     parser.add_argument("--quiet", action="store_true", help="do not print the request log")
     args = parser.parse_args(argv)
     if args.time_scale <= 0 or args.rate_window <= 0 or args.rate_limit < 1:
@@ -57,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
         today=args.today,
         faults=list(args.fault),
         quiet=args.quiet,
+        dialect=args.dialect,
     )
 
 

@@ -21,6 +21,18 @@ RUR_RATES: dict[str, str] = {
     "EUR": "100.40",
 }
 
+#: Reply layouts the simulator can speak. No real get_stat reply is published, so each is
+#: one plausible reading of SMSC's sibling methods; ``arrays`` is the default and today's.
+DIALECTS = ("arrays", "single-object", "flat-xml", "strings", "numbers", "omit-zero")
+DEFAULT_DIALECT = "arrays"
+
+
+def check_dialect(dialect: str) -> str:
+    """``dialect`` if the simulator knows it; ``ValueError`` naming the known ones otherwise."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}; known: {', '.join(DIALECTS)}")
+    return dialect
+
 
 @dataclass(frozen=True)
 class Account:
@@ -101,8 +113,11 @@ class SimulatorConfig:
     #: Added to the main login's cnt in replies covering more than one day: models an API
     #: whose month total disagrees with the sum of its days (for reconciliation tests).
     range_bias_cnt: int = 0
+    #: Reply layout, one of ``DIALECTS``; changeable live through the control API.
+    dialect: str = DEFAULT_DIALECT
 
     def __post_init__(self) -> None:
+        check_dialect(self.dialect)
         logins = [a.login for a in self.accounts]
         if len(set(logins)) != len(logins):
             raise ValueError("account logins must be unique")

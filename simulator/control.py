@@ -67,8 +67,9 @@ class SimulatorControl:
         self._call("DELETE", "faults")
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        """Change time_scale, rate_limit, rate_window, today (ISO string/date/None) or
-        range_bias_cnt (added to the main login's cnt in multi-day replies) live."""
+        """Change time_scale, rate_limit, rate_window, today (ISO string/date/None),
+        range_bias_cnt (added to the main login's cnt in multi-day replies) or dialect (the
+        reply layout, one of ``simulator.config.DIALECTS``) live."""
         if isinstance(settings.get("today"), date):
             settings["today"] = settings["today"].isoformat()
         result: dict[str, Any] = self._call("POST", "config", settings)

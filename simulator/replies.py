@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from xml.sax.saxutils import escape
 
+from simulator.config import DEFAULT_DIALECT
 from simulator.truth import Row
 
 CHARSETS = ("utf-8", "koi8-r", "windows-1251")
@@ -28,8 +30,60 @@ def content_type(fmt: int, charset: str) -> str:
     return f"{_CONTENT_TYPES.get(fmt, 'text/plain')}; charset={charset}"
 
 
-def success_text(rows: Sequence[Row], fmt: int, charset: str) -> str:
-    """A statistics reply as text, before encoding."""
+def dialect_rows(rows: Sequence[Row], dialect: str) -> list[Row]:
+    """The rows a dialect answers: ``omit-zero`` leaves out logins without any traffic."""
+    if dialect == "omit-zero":
+        return [r for r in rows if r["cnt"] or r["credit"] or r["debit"]]
+    return list(rows)
+
+
+def _varying(amount: Decimal, position: int) -> Decimal:
+    """The same amount spelled with 0-2 places, or 4 on every second row (like "3215.3097")."""
+    short = amount.normalize()
+    if short.as_tuple().exponent > 0:  # type: ignore[operator]  # finite: an int exponent
+        short = short.quantize(Decimal(1))  # 1E+2 -> 100
+    return short.quantize(Decimal("0.0001")) if position % 2 else short
+
+
+def _json_item(r: Row, position: int, dialect: str) -> dict[str, str]:
+    """One row as JSON value texts, by key."""
+    if dialect == "numbers":
+        credit, debit = (str(_varying(r[k], position)) for k in ("credit", "debit"))
+    else:
+        credit, debit = json.dumps(str(r["credit"])), json.dumps(str(r["debit"]))
+    cnt = json.dumps(str(r["cnt"])) if dialect == "strings" else str(r["cnt"])
+    return {
+        "login": json.dumps(r["login"], ensure_ascii=False),
+        "cnt": cnt,
+        "credit": credit,
+        "debit": debit,
+        "currency": json.dumps(r["currency"]),
+    }
+
+
+def _json_text(rows: Sequence[Row], dialect: str) -> str:
+    objects = [
+        "{\n"
+        + ",\n".join(f'    "{k}": {v}' for k, v in _json_item(r, i, dialect).items())
+        + "\n  }"
+        for i, r in enumerate(rows)
+    ]
+    if dialect == "single-object" and len(objects) == 1:
+        return objects[0].replace("\n    ", "\n  ").replace("\n  }", "\n}")
+    return "[\n  " + ",\n  ".join(objects) + "\n]" if objects else "[]"
+
+
+def success_text(
+    rows: Sequence[Row], fmt: int, charset: str, dialect: str = DEFAULT_DIALECT
+) -> str:
+    """A statistics reply as text, before encoding, in ``dialect``'s layout."""
+    if dialect == "numbers":
+        rows = [
+            {**r, "credit": _varying(r["credit"], i), "debit": _varying(r["debit"], i)}
+            for i, r in enumerate(rows)
+        ]
+    if fmt == 3 and dialect != DEFAULT_DIALECT:
+        return _json_text(rows, dialect)
     if fmt == 3:
         items = [
             {
@@ -47,15 +101,21 @@ def success_text(rows: Sequence[Row], fmt: int, charset: str) -> str:
             f"{r['login']},{r['cnt']},{r['credit']},{r['debit']},{r['currency']}\n" for r in rows
         )
     if fmt == 2:
-        stats = "".join(
-            "<stat>"
+        declaration = f'<?xml version="1.0" encoding="{charset}"?>\n'
+        fields = [
             f"<login>{escape(r['login'])}</login><cnt>{r['cnt']}</cnt>"
             f"<credit>{r['credit']}</credit><debit>{r['debit']}</debit>"
             f"<currency>{escape(r['currency'])}</currency>"
-            "</stat>\n"
             for r in rows
-        )
-        return f'<?xml version="1.0" encoding="{charset}"?>\n<result>\n{stats}</result>'
+        ]
+        if dialect == "flat-xml":
+            flat = "".join(f.replace("><", ">\n<") + "\n" for f in fields)
+            return f"{declaration}<result>\n{flat}</result>"
+        if dialect == "single-object" and len(fields) == 1:
+            lines = fields[0].replace("><", ">\n<")
+            return f"{declaration}<stat>\n{lines}\n</stat>"
+        stats = "".join(f"<stat>{f}</stat>\n" for f in fields)
+        return f"{declaration}<result>\n{stats}</result>"
     return "".join(
         f"login = {r['login']}, cnt = {r['cnt']}, credit = {r['credit']}, "
         f"debit = {r['debit']}, currency = {r['currency']}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import json
 import os
@@ -21,13 +22,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from simulator.config import Account, SimulatorConfig
-from simulator.faults import FaultQueue, FaultSpec
+from simulator.config import Account, SimulatorConfig, check_dialect
+from simulator.faults import HOSTILE, FaultQueue, FaultSpec, serve_hostile
 from simulator.replies import (
     CHARSETS,
     DEFAULT_CHARSET,
     FORMATS,
     content_type,
+    dialect_rows,
     encode,
     error_text,
     success_text,
@@ -187,7 +189,11 @@ class SimulatorState:
                 if acc.apikey and hmac.compare_digest(apikey.encode(), acc.apikey.encode()):
                     return acc
             elif login == acc.login and psw:
-                ok = hmac.compare_digest(psw.encode(), acc.password.encode())
+                # SMSC takes the password or the lowercase MD5 hex of it.
+                md5 = hashlib.md5(acc.password.encode(), usedforsecurity=False).hexdigest()
+                ok = hmac.compare_digest(psw.encode(), acc.password.encode()) or (
+                    hmac.compare_digest(psw.encode(), md5.encode())
+                )
                 return acc if ok else None
         return None
 
@@ -209,10 +215,10 @@ class SimulatorState:
             self._overrides[key] = revision
 
     def rows(self, account: str, start: date, end: date, balance2: bool, mycur: bool) -> list[Row]:
-        """What get_stat reports for the window right now."""
+        """What get_stat reports for the window right now (in the configured dialect)."""
         with self._lock:
             overrides = dict(self._overrides)
-        return window_rows(
+        rows = window_rows(
             self.config,
             account,
             start,
@@ -222,6 +228,7 @@ class SimulatorState:
             today=self.today(),
             overrides=overrides,
         )
+        return dialect_rows(rows, self.config.dialect)
 
     def reset(self) -> None:
         """Back to a fresh start: no limits, blocks, faults, log or revisions."""
@@ -272,7 +279,7 @@ class SimulatorState:
         rows = self.rows(account.login, start, last, balance2, mycur)
         if last > start and self.config.range_bias_cnt and rows:
             rows[0] = {**rows[0], "cnt": max(rows[0]["cnt"] + self.config.range_bias_cnt, 0)}
-        body = encode(success_text(rows, fmt, charset), fmt, charset)
+        body = encode(success_text(rows, fmt, charset, self.config.dialect), fmt, charset)
         outcome = {"outcome": "ok", "rows": len(rows)}
         return Reply(200, body, content_type(fmt, charset), outcome, account.login)
 
@@ -364,7 +371,18 @@ class Handler(BaseHTTPRequestHandler):
     def _fault(self, fault: FaultSpec, params: dict[str, str], entry: dict[str, Any]) -> None:
         """Misbehave like a network, proxy or overloaded server would."""
         self.state.record({**entry, "outcome": "fault", "fault": fault.kind})
-        if fault.kind == "timeout":
+        if fault.kind in HOSTILE:
+            honest = self.state.answer(params, self.client_address[0], dry=True)
+            serve_hostile(
+                self,
+                fault,
+                (honest.body, honest.content_type),
+                self.server.stopping,
+                fmt=_fmt(params) or 0,
+                login=params.get("login") or "demo",
+                api_path=API_PATH,
+            )
+        elif fault.kind == "timeout":
             self.server.stopping.wait(fault.wait)
             self.close_connection = True
         elif fault.kind == "reset":
@@ -458,6 +476,7 @@ class Handler(BaseHTTPRequestHandler):
             "today_fixed": cfg.today is not None,
             "seed": cfg.seed,
             "range_bias_cnt": cfg.range_bias_cnt,
+            "dialect": cfg.dialect,
         }
 
     def _configure(self, payload: dict[str, Any]) -> None:
@@ -467,6 +486,7 @@ class Handler(BaseHTTPRequestHandler):
             "rate_window",
             "today",
             "range_bias_cnt",
+            "dialect",
         }
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
@@ -477,11 +497,13 @@ class Handler(BaseHTTPRequestHandler):
         rate_window = float(payload.get("rate_window", cfg.rate_window))
         today = payload.get("today", cfg.today.isoformat() if cfg.today else None)
         range_bias_cnt = int(payload.get("range_bias_cnt", cfg.range_bias_cnt))
+        dialect = check_dialect(str(payload.get("dialect", cfg.dialect)))
         if time_scale <= 0 or rate_limit < 1 or rate_window <= 0:
             raise ValueError("time_scale and rate_window must be > 0, rate_limit >= 1")
         cfg.today = date.fromisoformat(today) if today else None
         cfg.time_scale, cfg.rate_limit, cfg.rate_window = time_scale, rate_limit, rate_window
         cfg.range_bias_cnt = range_bias_cnt
+        cfg.dialect = dialect
 
     def _revise(self, payload: dict[str, Any]) -> None:
         account = self.state.config.account(str(payload["account"]))
