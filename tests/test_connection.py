@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -28,8 +29,20 @@ def settings(host="smsc.ru", login=LOGIN, password=PASSWORD, **extra) -> SmscSet
         pytest.param("", {}, ("https://smsc.ru", "https://www2.smsc.ru"), id="empty-default"),
         pytest.param("smsc.kz", {}, ("https://smsc.kz", "https://www2.smsc.kz"), id="bare-kz"),
         pytest.param(" smsc.ru/ ", {}, ("https://smsc.ru", "https://www2.smsc.ru"), id="padded"),
-        pytest.param("smscentre.com", {}, ("https://smscentre.com",), id="no-known-reserve"),
-        pytest.param("https://smscentre.com/", {}, ("https://smscentre.com",), id="https-url"),
+        pytest.param(
+            "smscentre.com",
+            {},
+            ("https://smscentre.com", "https://www2.smscentre.com"),
+            id="bare-com",
+        ),
+        pytest.param(
+            "https://smscentre.com/",
+            {},
+            ("https://smscentre.com", "https://www2.smscentre.com"),
+            id="https-url",
+        ),
+        pytest.param("smsc.ua", {}, ("https://smsc.ua", "https://www2.smsc.ua"), id="bare-ua"),
+        pytest.param("example.org", {}, ("https://example.org",), id="no-known-reserve"),
         pytest.param(
             "https://smsc.ru", {}, ("https://smsc.ru", "https://www2.smsc.ru"), id="https-known"
         ),
@@ -58,6 +71,15 @@ def settings(host="smsc.ru", login=LOGIN, password=PASSWORD, **extra) -> SmscSet
             id="reserve-comma-string",
         ),
         pytest.param("smsc.ru", {"reserve_hosts": []}, ("https://smsc.ru",), id="reserve-off"),
+        pytest.param("https://смсц.рф", {}, ("https://смсц.рф",), id="idna-host"),
+        pytest.param("https://smsc.ru:443", {}, ("https://smsc.ru:443",), id="port-443"),
+        pytest.param("https://smsc.ru:65535", {}, ("https://smsc.ru:65535",), id="port-65535"),
+        pytest.param(
+            "http://smsc_sim:8765",
+            {"allow_http": True},
+            ("http://smsc_sim:8765",),
+            id="container-name-underscore",
+        ),
     ],
 )
 def test_host_becomes_base_urls(host, extra, base_urls):
@@ -82,6 +104,33 @@ def test_host_becomes_base_urls(host, extra, base_urls):
         pytest.param("smsc.ru", {"reserve_hosts": 5}, "reserve_hosts", id="reserve-not-list"),
         pytest.param("smsc.ru", {"reserve_hosts": [1]}, "reserve_hosts", id="reserve-not-str"),
         pytest.param("http://10.0.0.5", {"allow_http": "yes"}, "allow_http", id="allow-http-bad"),
+        pytest.param("https://smsc.ru/#x", {}, "connection host .*fragment", id="fragment"),
+        pytest.param("smsc.ru#x", {}, "connection host .*fragment", id="bare-fragment"),
+        pytest.param("https://smsc.ru:0", {}, "connection host .*port", id="port-0"),
+        pytest.param("https://smsc.ru:99999", {}, "connection host .*port", id="port-99999"),
+        pytest.param("https://smsc.ru:65536", {}, "connection host .*port", id="port-65536"),
+        pytest.param("https://smsc.ru:abc", {}, "connection host .*port", id="port-letters"),
+        pytest.param("https://smsc.ru:-1", {}, "connection host .*port", id="port-negative"),
+        pytest.param("https://\U0001f600.ru", {}, "connection host .*IDNA", id="emoji-not-idna"),
+        pytest.param(
+            "https://ex\u2024ample.com", {}, "connection host .*IDNA", id="one-dot-leader"
+        ),
+        pytest.param("https://-smsc.ru", {}, "connection host .*letters", id="leading-hyphen"),
+        pytest.param("https://a..b", {}, "connection host", id="empty-label"),
+        pytest.param("https://smsc\x00.ru", {}, "connection host .*control", id="nul"),
+        pytest.param("https://smsc .ru", {}, "connection host .*spaces", id="space"),
+        pytest.param(
+            "smsc.ru",
+            {"reserve_hosts": ["www2.smsc.ru:99999"]},
+            "'reserve_hosts'.*port",
+            id="reserve-bad-port",
+        ),
+        pytest.param(
+            "smsc.ru",
+            {"reserve_hosts": ["www2.smsc.ru#a"]},
+            "'reserve_hosts'.*fragment",
+            id="reserve-fragment",
+        ),
     ],
 )
 def test_bad_host_is_refused(host, extra, message):
@@ -301,3 +350,48 @@ def test_secrets_lists_every_secret():
     assert settings().secrets == (PASSWORD,)
     assert settings(apikey=APIKEY).secrets == (PASSWORD, APIKEY)
     assert settings(password=None, apikey=APIKEY).secrets == (APIKEY,)
+
+
+# --- limits on one attempt ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "deadline", "cap"),
+    [
+        pytest.param({}, 120.0, 16 * 2**20, id="defaults"),
+        pytest.param({"timeout": 90}, 180.0, 16 * 2**20, id="deadline-follows-long-timeout"),
+        pytest.param({"deadline": 5, "max_reply_bytes": 4096}, 5.0, 4096, id="set"),
+        pytest.param({"max_reply_bytes": "65536"}, 120.0, 65536, id="cap-digit-string"),
+    ],
+)
+def test_attempt_limits_are_read(extra, deadline, cap):
+    """``deadline`` bounds a whole attempt; ``max_reply_bytes`` the decoded reply."""
+    got = settings(**extra)
+    assert (got.deadline, got.max_reply_bytes) == (deadline, cap)
+
+
+@pytest.mark.parametrize(
+    ("extra", "name"),
+    [
+        pytest.param({"deadline": 0}, "'deadline'", id="deadline-zero"),
+        pytest.param({"deadline": "soon"}, "'deadline'", id="deadline-word"),
+        pytest.param({"max_reply_bytes": 10}, "'max_reply_bytes'", id="cap-tiny"),
+        pytest.param({"max_reply_bytes": 2**40}, "'max_reply_bytes'", id="cap-huge"),
+        pytest.param({"max_reply_bytes": 1.5e6}, "'max_reply_bytes'", id="cap-float"),
+        pytest.param({"max_reply_bytes": True}, "'max_reply_bytes'", id="cap-bool"),
+        pytest.param({"password_md5": "maybe"}, "'password_md5'", id="md5-flag"),
+    ],
+)
+def test_bad_attempt_limit_is_refused(extra, name):
+    with pytest.raises(SmscConfigError, match=name):
+        settings(**extra)
+
+
+def test_password_md5_sends_the_lowercase_hex_and_masks_it():
+    """Opt-in: psw is md5(password) in lowercase hex, and that hash is a secret too."""
+    got = settings(password_md5=True)
+    digest = hashlib.md5(PASSWORD.encode(), usedforsecurity=False).hexdigest()
+    assert got.auth_params() == {"login": LOGIN, "psw": digest}
+    assert digest in got.secrets
+    assert PASSWORD in got.secrets
+    assert settings().auth_params()["psw"] == PASSWORD

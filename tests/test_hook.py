@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import logging
@@ -10,6 +11,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 import traceback
 from collections.abc import Iterator, MutableMapping
 from contextlib import ExitStack, suppress
@@ -17,6 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
+from zoneinfo import ZoneInfo
 
 import certifi
 import pytest
@@ -27,6 +31,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devtools.reliability.thirdparty import (
+    RecordingServer,
+    form_fields,
+    http_reply,
+    recording_server,
+)
 from devtools.simulator_process import RunningSimulator, running_simulator
 from smsc_hook.exceptions import (
     SmscAuthError,
@@ -520,15 +530,56 @@ def test_end_before_start_fails_before_any_request(sim, connect):
 # --- Airflow's test_connection --------------------------------------------------------------
 
 
+@pytest.fixture
+def no_warehouse(monkeypatch, closed_urls):
+    """The warehouse connection points at a port nobody listens on."""
+    port = closed_urls[0].rsplit(":", 1)[1]
+    monkeypatch.delenv("SMSC_WAREHOUSE_CONN_ID", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_SMSC_WAREHOUSE", f"postgres://postgres@127.0.0.1:{port}/x")
+
+
+@pytest.mark.usefixtures("no_warehouse")
 def test_test_connection_reports_success_and_failure(sim, connect):
-    """The UI's connection test says yes for good credentials and no, without the secret, else."""
+    """The UI's connection test says yes for good credentials and no, without the secret,
+    else; with no warehouse it says the call was not paced."""
     ok, message = connect(sim.url).test_connection()
     assert ok is True
-    assert re.fullmatch(r"SMSC answered with [1-9][0-9]* row\(s\)", message)
+    assert re.match(r"SMSC answered with [1-9][0-9]* row\(s\) \(not paced: ", message), message
+    assert "'smsc_warehouse' is not reachable" in message
     ok, message = connect(sim.url, password="wrong-secret-pw").test_connection()
     assert ok is False
     assert "error 2" in message
     assert "wrong-secret-pw" not in message
+
+
+@pytest.mark.parametrize("conn_id", ["smsc_warehouse", "other_warehouse"])
+def test_test_connection_goes_through_the_ledger(sim, connect, warehouse_url, monkeypatch, conn_id):
+    """With the warehouse reachable, the button's call is a ledger row (caller test_connection)."""
+    from sqlalchemy import create_engine, text
+
+    from smsc_hook.migrations import apply_migrations
+
+    apply_migrations(warehouse_url)
+    if conn_id != "smsc_warehouse":
+        monkeypatch.setenv("SMSC_WAREHOUSE_CONN_ID", conn_id)
+    airflow_uri = warehouse_url.replace("postgresql+psycopg2://", "postgres://", 1)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", airflow_uri)
+    ok, message = connect(sim.url).test_connection()
+    assert ok is True, message
+    assert f"paced: recorded in the ledger of warehouse connection {conn_id!r}" in message
+    engine = create_engine(warehouse_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT account, caller, outcome, window_start, window_end FROM smsc.api_calls"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    [(account, caller, outcome, start, end)] = rows
+    assert (account, caller, outcome) == ("demo", "test_connection", "ok")
+    assert start == end
 
 
 # --- TLS ---------------------------------------------------------------------------------------
@@ -622,3 +673,263 @@ def test_unknown_certificate_is_refused(tls_server, connect):
     url, _ = tls_server
     with pytest.raises(SmscTransportError, match="SSLError"):
         connect(url, timeout=5).get_stat(DAY, DAY)
+
+
+# --- hostile servers: redirects, size, time, proxies -----------------------------------------
+
+
+@pytest.fixture
+def third_party() -> Iterator[RecordingServer]:
+    """A server the configured host should never lead the hook to; it records what arrives."""
+    with recording_server() as server:
+        yield server
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_is_a_transport_fault_and_is_not_followed(sim, connect, third_party, status):
+    """Any 3xx names status and target host; nothing reaches the target; one attempt."""
+    sim.control.set_faults(
+        [{"kind": "redirect", "status": status, "location": third_party.url, "count": 1}]
+    )
+    pacer = RecordingPacer()
+    with pytest.raises(SmscTransportError, match=f"HTTP {status} redirect") as error:
+        connect(sim.url, pacer=pacer).get_stat(DAY, DAY)
+    assert "'127.0.0.1'" in str(error.value)
+    assert third_party.received == []
+    assert [a.outcomes for a in pacer.attempts] == [[("transport_error", None)]]
+    assert len(sim.control.requests()) == 1
+
+
+def test_redirect_loop_costs_one_request_per_host(sim, connect):
+    """A redirect to itself is not followed: one POST, one ledger attempt, then the reserve."""
+    sim.control.set_faults([{"kind": "redirect", "count": 1}])
+    pacer = RecordingPacer()
+    reply = connect(sim.url, pacer=pacer, reserve_hosts=[other_name(sim.url)]).fetch_stat(DAY, DAY)
+    assert reply.base_url == other_name(sim.url)
+    assert [a.outcomes for a in pacer.attempts] == [[("transport_error", None)], [("ok", None)]]
+    assert [r["outcome"] for r in sim.control.requests()] == ["fault", "ok"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "extra", "message"),
+    [
+        pytest.param(
+            {"kind": "bomb", "size": 400 * 2**20}, {}, "larger than max_reply_bytes", id="gzip-bomb"
+        ),
+        pytest.param(
+            {"kind": "huge", "size": 200 * 2**20}, {}, "Content-Length 209715200", id="huge"
+        ),
+        pytest.param({"kind": "endless"}, {}, "larger than max_reply_bytes", id="endless-chunked"),
+        pytest.param(
+            {"kind": "huge", "size": 5000},
+            {"max_reply_bytes": 4096},
+            "max_reply_bytes=4096",
+            id="cap-is-an-extra",
+        ),
+        pytest.param(
+            {"kind": "drip", "seconds": 0.5},
+            {"timeout": 2, "deadline": 2},
+            "within the 2 s deadline",
+            id="body-drip",
+        ),
+        pytest.param(
+            {"kind": "drip", "seconds": 0.5, "value": "headers"},
+            {"timeout": 2, "deadline": 2},
+            "within the 2 s deadline",
+            id="header-drip",
+        ),
+    ],
+)
+def test_oversized_or_slow_reply_is_cut_off(sim, connect, fault, extra, message):
+    """Size caps count decoded bytes; the deadline covers the whole exchange, drip or not."""
+    sim.control.set_faults([{**fault, "count": 1}])
+    pacer = RecordingPacer()
+    began = time.monotonic()
+    with pytest.raises(SmscTransportError, match=message):
+        connect(sim.url, pacer=pacer, **extra).get_stat(DAY, DAY)
+    assert time.monotonic() - began < 10
+    assert [a.outcomes for a in pacer.attempts] == [[("transport_error", None)]]
+
+
+def test_reply_under_the_cap_is_read(sim, connect):
+    """A body just under max_reply_bytes is read whole (and here parses to no rows)."""
+    sim.control.set_faults([{"kind": "huge", "size": 4000, "count": 1}])
+    assert connect(sim.url, max_reply_bytes=4096).get_stat(DAY, DAY) == []
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_plain_http_base_url_never_uses_an_environment_proxy(
+    sim, connect, third_party, monkeypatch, variable
+):
+    """A proxy from the environment would see the password in clear: not for plain http."""
+    monkeypatch.setenv(variable, third_party.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    rows = connect(sim.url).get_stat(DAY, DAY)
+    assert as_dicts(rows) == sim.control.truth("demo", DAY, DAY)
+    assert third_party.received == []
+
+
+def test_https_base_url_still_uses_the_environment_proxy(connect, third_party, monkeypatch):
+    """HTTPS_PROXY stays usable for the real hosts: the tunnel is asked of the proxy."""
+    monkeypatch.setenv("HTTPS_PROXY", third_party.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(SmscTransportError):
+        connect("https://smsc.example", reserve_hosts=[], timeout=5).get_stat(DAY, DAY)
+    [request] = third_party.received
+    assert request.startswith(b"CONNECT smsc.example:443 ")
+    assert third_party.secret_bytes(DEMO_PASSWORD) == 0
+
+
+# --- hostile servers: charset and secrets in hand-made replies ----------------------------------
+
+
+@pytest.fixture
+def fixed() -> Iterator[RecordingServer]:
+    """A server answering every request with the reply a test sets."""
+    with recording_server() as server:
+        yield server
+
+
+CYRILLIC_AUTH = "ERROR = 2 (неверный логин или пароль)"
+CYRILLIC_ROW = '[{"login": "магазин", "cnt": 1, "credit": "1", "debit": "0", "currency": "RUB"}]'
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body", "content_type", "error_type"),
+    [
+        pytest.param(
+            0, CYRILLIC_AUTH.encode("cp1251"), "text/plain", SmscAuthError, id="text-1251"
+        ),
+        pytest.param(0, CYRILLIC_AUTH.encode("koi8-r"), "text/plain", SmscAuthError, id="koi8-r"),
+        pytest.param(
+            0,
+            CYRILLIC_AUTH.encode("cp1251"),
+            "text/plain; charset=utf-8",
+            SmscAuthError,
+            id="1251-labelled-utf-8",
+        ),
+        pytest.param(
+            3,
+            '{"error": "ошибка авторизации", "error_code": 2}'.encode("cp1251"),
+            "application/json",
+            SmscAuthError,
+            id="json-1251",
+        ),
+        pytest.param(
+            0,
+            "ERROR = 4 (IP заблокирован)".encode("cp1251"),
+            "text/plain; charset=windows-1251",
+            SmscIpBlockedError,
+            id="error-4-declared-1251",
+        ),
+        pytest.param(
+            3,
+            CYRILLIC_ROW.encode("cp1251"),
+            "application/json",
+            SmscReplyError,
+            id="rows-in-undeclared-1251-are-not-guessed",
+        ),
+    ],
+)
+def test_error_reply_in_smscs_default_charsets_keeps_its_type(
+    fixed, connect, fmt, body, content_type, error_type
+):
+    """Error 2 in windows-1251 or koi8-r stays an auth error (never retried); rows in a
+    charset nobody declared are still refused rather than stored as mojibake."""
+    fixed.set_answer(http_reply(body, content_type))
+    with pytest.raises(error_type):
+        connect(fixed.url, fmt=fmt).get_stat(DAY, DAY)
+
+
+def test_rows_in_a_declared_charset_are_read(fixed, connect):
+    """A reply that says it is windows-1251 is read as windows-1251."""
+    fixed.set_answer(
+        http_reply(CYRILLIC_ROW.encode("cp1251"), "application/json; charset=windows-1251")
+    )
+    [got] = connect(fixed.url).get_stat(DAY, DAY)
+    assert got.login == "магазин"
+
+
+CLIP_PASSWORD = "Qz7/Jk+9Wv2"  # 11 characters, none of its trigrams in any traceback
+
+
+def _longest_shared(text: str, secret: str) -> int:
+    return max(
+        (n for n in range(1, len(secret) + 1) for i in range(len(secret) - n + 1)
+         if secret[i : i + n] in text),
+        default=0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("lead", range(22, 36), ids=lambda n: f"lead-{n}")
+def test_secret_at_the_excerpt_clip_is_masked_first(fixed, connect, lead):
+    """Wherever the parser's 40-character excerpt cuts the password, none of it shows."""
+    code = "x" * lead + CLIP_PASSWORD
+    fixed.set_answer(http_reply(json.dumps({"error": "e", "error_code": code}).encode()))
+    with pytest.raises(SmscReplyError) as error:
+        connect(fixed.url, password=CLIP_PASSWORD).get_stat(DAY, DAY)
+    assert _longest_shared(error_texts(error.value), CLIP_PASSWORD) <= 2
+
+
+def test_error_attributes_and_context_hold_no_secret(fixed, connect):
+    """``description`` is masked like the message, and no exception (or body) is chained."""
+    body = json.dumps({"error": f"bad password {CLIP_PASSWORD}", "error_code": 2}).encode()
+    fixed.set_answer(http_reply(body))
+    with pytest.raises(SmscAuthError) as error:
+        connect(fixed.url, password=CLIP_PASSWORD).get_stat(DAY, DAY)
+    assert CLIP_PASSWORD not in error.value.description
+    assert "***" in error.value.description
+    assert error.value.__context__ is None
+    assert error.value.__cause__ is None
+    assert CLIP_PASSWORD not in error_texts(error.value)
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        pytest.param(json.dumps(CLIP_PASSWORD).replace("/", "\\/"), id="json-escaped-slash"),
+        pytest.param(json.dumps(CLIP_PASSWORD), id="json-plain"),
+        pytest.param(f'"{quote(CLIP_PASSWORD, safe="")}"', id="url-encoded"),
+        pytest.param(
+            '"' + re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), quote_plus(CLIP_PASSWORD)) + '"',
+            id="url-encoded-lower-hex",
+        ),
+        pytest.param(
+            json.dumps(CLIP_PASSWORD, ensure_ascii=True).replace("+", "\\u002b"), id="u-escape"
+        ),
+    ],
+)
+def test_raw_archive_redacts_every_spelling_of_a_secret(fixed, connect, spelled):
+    """A secret echoed JSON-escaped or URL-encoded is masked in ``raw`` like a plain one."""
+    row = f'[{{"login": {spelled}, "cnt": 1, "credit": "1", "debit": "0", "currency": "RUB"}}]'
+    fixed.set_answer(http_reply(row.encode()))
+    reply = connect(fixed.url, password=CLIP_PASSWORD).fetch_stat(DAY, DAY)
+    for form in (spelled.strip('"'), CLIP_PASSWORD, quote(CLIP_PASSWORD, safe="")):
+        assert form.encode() not in reply.raw
+    assert b"***" in reply.raw
+
+
+def test_password_md5_sends_only_the_hash(sim, connect, fixed):
+    """With password_md5 psw is the lowercase MD5 hex; the simulator accepts it like SMSC."""
+    rows = connect(sim.url, password_md5=True).get_stat(DAY, DAY)
+    assert as_dicts(rows) == sim.control.truth("demo", DAY, DAY)
+    fixed.set_answer(http_reply(TLS_REPLY))
+    connect(fixed.url, password_md5=True).get_stat(DAY, DAY)
+    [request] = fixed.received
+    assert (
+        form_fields(request)["psw"]
+        == hashlib.md5(DEMO_PASSWORD.encode(), usedforsecurity=False).hexdigest()
+    )
+    assert DEMO_PASSWORD.encode() not in request
+
+
+def test_open_ended_window_records_the_window_asked_for(sim, connect):
+    """fetch_stat(start) sends no end and records start..today (Moscow), not start..start."""
+    start = date(2026, 11, 1)
+    pacer = RecordingPacer()
+    reply = connect(sim.url, pacer=pacer).fetch_stat(start)
+    moscow_today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    assert (reply.start, reply.end) == (start, max(start, moscow_today))
+    assert [(a.start, a.end) for a in pacer.attempts] == [(start, max(start, moscow_today))]

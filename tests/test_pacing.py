@@ -286,7 +286,8 @@ def test_accounts_are_paced_independently(engine: Engine) -> None:
     [
         pytest.param(1, True, id="1-min-ago-refused"),
         pytest.param(14, True, id="14-min-ago-refused"),
-        pytest.param(16, False, id="16-min-ago-allowed"),
+        pytest.param(30, True, id="30-min-ago-refused-smsc-blocks-for-30"),
+        pytest.param(32, False, id="32-min-ago-allowed"),
         pytest.param(45, False, id="45-min-ago-allowed"),
     ],
 )

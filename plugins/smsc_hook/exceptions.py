@@ -43,9 +43,11 @@ class SmscAuthError(SmscApiError, SmscFatalError):
 
 
 class SmscIpBlockedError(SmscApiError, SmscRetryableError):
-    """Error 4: the caller's IP is blocked for a while (up to 30 min)."""
+    """Error 4: the caller's IP is blocked for a while (30 min after 5 auth errors)."""
 
-    retry_after = timedelta(minutes=15)
+    #: SMSC's FAQ: 5 auth errors in 30 min block the IP for 30 min; a minute more, so the
+    #: retry lands after the block, not on its last second (which would extend it).
+    retry_after = timedelta(minutes=31)
     backoff = False
 
 
@@ -62,6 +64,12 @@ class SmscUnknownApiError(SmscApiError, SmscFatalError):
 
 class SmscReplyError(SmscRetryableError):
     """The reply is not a well-formed statistics reply (truncated, HTML, bad fields)."""
+
+
+class SmscReplyValueError(SmscReplyError, SmscFatalError):
+    """A well-formed reply holds a row value that cannot be real (a 3 000-character login,
+    an amount of 1e200000, a missing field): SMSC would send the same again, so it is not
+    retried (each retry would spend an API call), and nothing of the reply is stored."""
 
 
 class SmscTransportError(SmscRetryableError):

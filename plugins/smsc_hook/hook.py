@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
+import codecs
+import functools
 import hashlib
+import http.client
+import os
+import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import requests
+import urllib3
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
@@ -22,13 +28,40 @@ from smsc_hook.exceptions import (
     SmscError,
     SmscReplyError,
     SmscTransportError,
+    api_error,
 )
 from smsc_hook.models import StatRow
 from smsc_hook.parsing import parse_stat_reply
+from smsc_hook.transport import (
+    ACCEPT_ENCODING,
+    BadEncoding,
+    Deadline,
+    DeadlineAdapter,
+    DeadlinePassed,
+    ReplyTooLarge,
+    read_body,
+)
 
 API_PATH = "/sys/get.php"
 USER_AGENT = "smsc-airflow-provider/0.1"
 REDACTED = "***"
+#: The charset the hook asks for, and the ones SMSC can answer in (its default is
+#: windows-1251, so an error reply from a front end that ignores the request may use it).
+REQUEST_CHARSET = "utf-8"
+_REPLY_CHARSETS = ("utf-8", "cp1251", "koi8-r")
+#: SMSC's day for a default account (see SMSC_API.md): what an open-ended window runs to.
+SMSC_ZONE = ZoneInfo("Europe/Moscow")
+#: A plain-http base URL (loopback, or opted in) never goes through a proxy: the password
+#: would cross it in clear. None removes the environment's and the session's proxies.
+_NO_PROXIES: dict[str, Any] = {"http": None, "https": None, "all": None}
+#: What a socket, urllib3 or http.client raise when an exchange breaks (or the deadline
+#: shuts the socket down mid-read).
+_EXCHANGE_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
 
 
 @dataclass(frozen=True)
@@ -143,7 +176,13 @@ class SmscHook(BaseHook):
     def session(self) -> requests.Session:
         session = self._session or requests.Session()
         session.headers["User-Agent"] = USER_AGENT
+        # Only encodings read_body inflates in bounded steps.
+        session.headers["Accept-Encoding"] = ACCEPT_ENCODING
         session.verify = self.settings.ca_bundle or True
+        # Every socket obeys the attempt's deadline (mounted on a given session too).
+        adapter = DeadlineAdapter()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
         return session
 
     def get_stat(self, start: date, end: date | None = None) -> list[StatRow]:
@@ -151,15 +190,20 @@ class SmscHook(BaseHook):
         return self.fetch_stat(start, end).rows
 
     def fetch_stat(self, start: date, end: date | None = None) -> StatReply:
-        """Like :meth:`get_stat`, also returning the raw reply for the archive."""
+        """Like :meth:`get_stat`, also returning the raw reply for the archive.
+
+        Without ``end`` no end is sent and SMSC answers up to its today; the window
+        recorded (ledger, ``StatReply.end``) then runs to today in Moscow, SMSC's zone.
+        """
         if end is not None and end < start:
             raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
         settings = self.settings
         params = self._request_params(settings, start, end)
+        asked_end = end if end is not None else max(start, datetime.now(SMSC_ZONE).date())
         last_fault: SmscTransportError | None = None
         for base in settings.base_urls:
             try:
-                return self._attempt(base, params, settings, start, end or start)
+                return self._attempt(base, params, settings, start, asked_end)
             except SmscTransportError as fault:
                 last_fault = fault
                 self.log.warning("SMSC host %s failed: %s", base, fault)
@@ -169,13 +213,73 @@ class SmscHook(BaseHook):
         ) from last_fault
 
     def test_connection(self) -> tuple[bool, str]:
-        """One real call for yesterday's statistics: proves host, credentials and IP."""
-        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        """One real call for yesterday's statistics: proves host, credentials and IP.
+
+        It spends a call from the account's budget, so it goes through the warehouse's
+        call ledger (caller ``test_connection``) when the warehouse connection is
+        reachable, and says in its answer when it is not.
+        """
+        yesterday = datetime.now(SMSC_ZONE).date() - timedelta(days=1)
+        own_pacer = self.pacer
+        engine: Any = None
+        note = ""
+        if isinstance(own_pacer, _Unpaced):
+            try:
+                self.settings  # noqa: B018 - a config error is the answer, before the ledger
+            except SmscError as exc:
+                return False, str(exc)
+            engine, note = self._ledger_for_test()
         try:
-            rows = self.get_stat(yesterday)
+            rows = self.get_stat(yesterday, yesterday)
         except SmscError as exc:
-            return False, str(exc)
-        return True, f"SMSC answered with {len(rows)} row(s)"
+            return False, f"{exc}{note}"
+        finally:
+            self.pacer = own_pacer
+            if engine is not None:
+                engine.dispose()
+        return True, f"SMSC answered with {len(rows)} row(s){note}"
+
+    def _ledger_for_test(self) -> tuple[Any, str]:
+        """Pace the test call with the ledger: (engine to dispose, note for the answer)."""
+        # Imported here: the hook speaks HTTP; only this button borrows the warehouse.
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from smsc_hook.db import make_engine, warehouse_url
+        from smsc_hook.migrations import pending_migrations
+        from smsc_hook.pacing import IP_BLOCK_PAUSE, LedgerPacer, RateLimit
+        from smsc_hook.settings import DEFAULT_WAREHOUSE_CONN_ID, PipelineSettings
+
+        conn_id = os.environ.get("SMSC_WAREHOUSE_CONN_ID", "").strip() or DEFAULT_WAREHOUSE_CONN_ID
+        engine = None
+        try:
+            url = warehouse_url(conn_id)
+            if "connect_timeout" not in url.query:  # the UI waits for this answer
+                url = url.update_query_dict({"connect_timeout": "5"})
+            engine = make_engine(url)
+            pending = pending_migrations(engine)
+            if pending:
+                raise SmscConfigError(f"its schema is behind ({', '.join(pending)} not applied)")
+        except (SmscError, SQLAlchemyError) as exc:
+            if engine is not None:
+                engine.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:160]
+            return None, (
+                f" (not paced: warehouse connection {conn_id!r} is not reachable: {reason}; "
+                "this call is not in the ledger, so wait a minute before the next one)"
+            )
+        try:
+            pipeline = PipelineSettings.from_env()
+            limit, pause = pipeline.rate, pipeline.ip_block_pause
+        except SmscConfigError:
+            limit, pause = RateLimit(), IP_BLOCK_PAUSE
+        self.pacer = LedgerPacer(
+            engine,
+            self.settings.account,
+            limit=limit,
+            caller="test_connection",
+            ip_block_pause=pause,
+        )
+        return engine, f" (paced: recorded in the ledger of warehouse connection {conn_id!r})"
 
     @staticmethod
     def _request_params(settings: SmscSettings, start: date, end: date | None) -> dict[str, str]:
@@ -183,7 +287,7 @@ class SmscHook(BaseHook):
             "get_stat": "1",
             "start": start.strftime("%d.%m.%Y"),
             "fmt": str(settings.fmt),
-            "charset": "utf-8",
+            "charset": REQUEST_CHARSET,
             **settings.auth_params(),
         }
         if end is not None:
@@ -200,16 +304,20 @@ class SmscHook(BaseHook):
         ticket = self.pacer.reserve(start, end, base)
         failure: BaseException | None = None
         try:
-            with self._redacted_errors(settings):
-                began = time.monotonic()
-                body = self._post(base + API_PATH, params, settings)
-                elapsed = time.monotonic() - began
-                rows = parse_stat_reply(body, settings.fmt, "utf-8")
+            began = time.monotonic()
+            body, charset = self._post(base + API_PATH, params, settings)
+            elapsed = time.monotonic() - began
+            rows = self._parse(body, settings, charset)
+        except SmscError as exc:
+            failure = _masked(exc, settings)
         except BaseException as exc:
             failure = exc
             raise
         finally:
             ticket.finish(*_outcome(failure))
+        if failure is not None:
+            # Raised outside the except block, so no context rides along with it.
+            raise failure
         self.log.info(
             "SMSC %s..%s from %s: %d row(s), %d bytes in %.2f s",
             start.isoformat(),
@@ -221,7 +329,7 @@ class SmscHook(BaseHook):
         )
         return StatReply(
             rows=rows,
-            raw=self._redact_bytes(body, settings),
+            raw=redact_bytes(body, settings.secrets),
             fmt=settings.fmt,
             base_url=base,
             start=start,
@@ -229,45 +337,244 @@ class SmscHook(BaseHook):
             elapsed=elapsed,
         )
 
-    def _post(self, url: str, params: dict[str, str], settings: SmscSettings) -> bytes:
+    def _post(
+        self, url: str, params: dict[str, str], settings: SmscSettings
+    ) -> tuple[bytes, str | None]:
+        """The body (at most ``max_reply_bytes`` decoded) and its declared charset.
+
+        One POST, no redirect followed, the whole exchange within ``deadline`` seconds.
+        """
         fault: str | None = None
-        try:
-            # verify per request: requests lets REQUESTS_CA_BUNDLE override session.verify.
-            response = self.session.post(
-                url,
-                data=params,
-                timeout=(settings.connect_timeout, settings.read_timeout),
-                verify=settings.ca_bundle or True,
-            )
-            body = response.content
-        except requests.Timeout:
-            fault = f"timed out talking to {url}"
-        except requests.RequestException as exc:
-            fault = f"{type(exc).__name__} talking to {url}"
+        body = b""
+        charset: str | None = None
+        with Deadline(settings.deadline) as deadline:
+            response: requests.Response | None = None
+            try:
+                # verify per request: requests lets REQUESTS_CA_BUNDLE override session.verify.
+                response = self.session.post(
+                    url,
+                    data=params,
+                    timeout=(
+                        min(settings.connect_timeout, settings.deadline),
+                        settings.read_timeout,
+                    ),
+                    verify=settings.ca_bundle or True,
+                    allow_redirects=False,
+                    stream=True,
+                    proxies=_NO_PROXIES if url.startswith("http://") else None,
+                )
+                fault = _status_fault(response, url)
+                if fault is None:
+                    body = read_body(response.raw, settings.max_reply_bytes, deadline)
+                    charset = _declared_charset(response.headers.get("Content-Type", ""))
+            except ReplyTooLarge as big:
+                fault = (
+                    f"reply from {url} is larger than max_reply_bytes={big.cap}"
+                    + (f" (Content-Length {big.declared})" if big.declared else "")
+                    + "; nothing of it was kept"
+                )
+            except BadEncoding as bad:
+                fault = f"reply from {url}: {bad}"
+            except DeadlinePassed:
+                fault = f"no complete reply from {url} within the {settings.deadline:g} s deadline"
+            except requests.Timeout:
+                fault = f"timed out talking to {url}"
+            except _EXCHANGE_ERRORS as exc:
+                fault = f"{type(exc).__name__} talking to {url}"
+            finally:
+                if response is not None:
+                    response.close()
+            if deadline.passed and fault is not None and "deadline" not in fault:
+                fault = f"no complete reply from {url} within the {settings.deadline:g} s deadline"
         # Raised outside the except block: the requests exception (which holds the
         # prepared request, password included) must not ride along as __context__.
         if fault is not None:
             raise SmscTransportError(fault)
-        if response.status_code != 200:
-            raise SmscTransportError(f"HTTP {response.status_code} from {url}")
-        return body
+        return body, charset
 
-    @staticmethod
-    def _redact_bytes(body: bytes, settings: SmscSettings) -> bytes:
-        for secret in settings.secrets:
-            body = body.replace(secret.encode(), REDACTED.encode())
-        return body
+    def _parse(self, body: bytes, settings: SmscSettings, declared: str | None) -> list[StatRow]:
+        """Rows from the body, or its refusal quoting nothing secret.
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _redacted_errors(settings: SmscSettings) -> Iterator[None]:
-        """Re-raise errors whose text would contain a secret with that secret masked."""
+        The parser clips what it quotes to a short excerpt; a secret cut by the clip would
+        no longer match it, so a refusal of a body holding a secret is rebuilt from the
+        body with every secret masked *before* the parser quotes it.
+        """
         try:
-            yield
+            return _parse_in_charset(body, settings.fmt, declared)
         except SmscError as exc:
-            text = str(exc)
-            if any(secret in text for secret in settings.secrets):
-                for secret in settings.secrets:
-                    text = text.replace(secret, REDACTED)
-                exc.args = (text,)
+            error = exc
+        masked = redact_bytes(body, settings.secrets)
+        if masked != body:
+            error = _requoted(error, masked, settings.fmt, declared)
+        raise error
+
+
+def _requoted(error: SmscError, masked: bytes, fmt: int, declared: str | None) -> SmscError:
+    """The refusal of the masked body when it is the same refusal, else a withheld one."""
+    try:
+        _parse_in_charset(masked, fmt, declared)
+    except SmscError as again:
+        if type(again) is type(error) and getattr(again, "code", None) == getattr(
+            error, "code", None
+        ):
+            return again
+    withheld = "details withheld: they quoted a secret"
+    if isinstance(error, SmscApiError):
+        return api_error(error.code, withheld)
+    return type(error)(f"reply refused; {withheld}")
+
+
+def _parse_in_charset(body: bytes, fmt: int, declared: str | None) -> list[StatRow]:
+    """Rows from the body, in its declared charset (else the one asked for).
+
+    A body that is not valid in that charset but reads as an API error in SMSC's
+    default windows-1251 (or koi8-r) is that API error: error 2 must stay an auth
+    error, never a retried "malformed reply".
+    """
+    charset = declared or REQUEST_CHARSET
+    try:
+        return parse_stat_reply(body, fmt, charset)
+    except SmscReplyError as malformed:
+        if _decodes(body, charset):
             raise
+        refusal = malformed
+    for fallback in _REPLY_CHARSETS:
+        if fallback == codecs.lookup(charset).name or not _decodes(body, fallback):
+            continue
+        try:
+            parse_stat_reply(body, fmt, fallback)
+        except SmscApiError:
+            raise  # the code is ASCII: right whichever of these charsets it was
+        except SmscReplyError:
+            continue
+        break  # rows in a guessed charset would be mojibake: keep the refusal
+    raise refusal
+
+
+def _status_fault(response: requests.Response, url: str) -> str | None:
+    """Why a status is not an answer: a redirect is never followed (it would carry the
+    password to wherever ``Location`` points), any other non-200 is a fault."""
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("Location", "")
+        try:
+            target = urlsplit(location).hostname or urlsplit(url).hostname or "?"
+        except ValueError:
+            target = "?"
+        shown = "".join(ch for ch in target if ch.isprintable())[:80]
+        return (
+            f"HTTP {status} redirect from {url} to host {shown!r} not followed "
+            "(nothing was sent there)"
+        )
+    if status != 200:
+        return f"HTTP {status} from {url}"
+    return None
+
+
+def _declared_charset(content_type: str) -> str | None:
+    """The ``charset=`` of a Content-Type when it is one SMSC speaks, else None."""
+    for part in content_type.split(";")[1:]:
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "charset":
+            try:
+                codec = codecs.lookup(value.strip().strip('"'))
+            except LookupError:
+                return None
+            return codec.name if codec.name in _REPLY_CHARSETS else None
+    return None
+
+
+def _decodes(body: bytes, charset: str) -> bool:
+    try:
+        body.decode("utf-8-sig" if codecs.lookup(charset).name == "utf-8" else charset)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+# --- secrets -----------------------------------------------------------------------------
+
+
+_JSON_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "/": "\\/",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+_XML_NAMED = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+
+
+def _hex(value: int, width: int = 0) -> str:
+    """``value`` in hex digits of either case, as a regex (``(?i:...)`` scoped)."""
+    return f"(?i:{value:0{width}x})"
+
+
+def _char_spellings(char: str) -> list[str]:
+    """Regexes for every way a reply could spell ``char``: as is (in each charset SMSC
+    uses), JSON-escaped (``\\/``, ``\\uXXXX``), URL-encoded (either hex case, ``+``
+    for a space), or as an XML/HTML character reference."""
+    spellings: list[str] = []
+    raw_forms: set[bytes] = set()
+    for charset in _REPLY_CHARSETS:
+        try:
+            raw_forms.add(char.encode(charset))
+        except UnicodeEncodeError:
+            continue
+    for raw in sorted(raw_forms):
+        spellings.append("".join(f"\\x{b:02x}" for b in raw))  # the bytes themselves
+        spellings.append("".join(f"%{_hex(b, 2)}" for b in raw))
+    if char in _JSON_SHORT_ESCAPES:
+        spellings.append(re.escape(_JSON_SHORT_ESCAPES[char]))
+    code = ord(char)
+    units = [code] if code < 0x10000 else [
+        0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+    ]  # fmt: skip
+    spellings.append("".join(f"\\\\u{_hex(u, 4)}" for u in units))
+    spellings.append(f"&#0*{code};")
+    spellings.append(f"&#[xX]0*{_hex(code)};")
+    if char in _XML_NAMED:
+        spellings.append(re.escape(_XML_NAMED[char]))
+    if char == " ":
+        spellings.append("\\+")
+    return spellings
+
+
+@functools.lru_cache(maxsize=32)
+def _secret_pattern(secret: str) -> re.Pattern[bytes]:
+    """Bytes regex matching ``secret`` however each of its characters is spelled."""
+    parts = ["(?:" + "|".join(_char_spellings(char)) + ")" for char in secret]
+    return re.compile("".join(parts).encode("ascii"))
+
+
+def redact_bytes(body: bytes, secrets: tuple[str, ...]) -> bytes:
+    """``body`` with every secret masked, however the reply spells it (plain in any of
+    SMSC's charsets, JSON-escaped, URL-encoded, XML references, or a mix)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        body = _secret_pattern(secret).sub(REDACTED.encode(), body)
+    return body
+
+
+def redact_text(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret masked, spelled as is or as :func:`redact_bytes` knows."""
+    encoded = text.encode("utf-8", errors="surrogatepass")
+    return redact_bytes(encoded, secrets).decode("utf-8", errors="replace")
+
+
+def _masked(exc: SmscError, settings: SmscSettings) -> SmscError:
+    """``exc`` with no secret in its message or attributes, and no context chained."""
+    secrets = settings.secrets
+    # A secret clipped by the parser's excerpt (say 6 of its 11 characters) no longer
+    # matches it; SmscHook._parse masks the whole reply before the parser quotes it, and
+    # this masks every text the error carries (message, description, any other).
+    for name, value in list(vars(exc).items()):
+        if isinstance(value, str):
+            setattr(exc, name, redact_text(value, secrets))
+    exc.args = tuple(redact_text(a, secrets) if isinstance(a, str) else a for a in exc.args)
+    exc.__cause__ = None
+    exc.__context__ = None
+    exc.__suppress_context__ = True
+    return exc

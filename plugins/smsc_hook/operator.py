@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 DEFAULT_RETRIES = 8
+#: Nothing holds the account's pool slot for ever: two fetches of a day, each over every
+#: host at its per-attempt deadline, plus the waits for ledger slots, fit well inside.
+DEFAULT_EXECUTION_TIMEOUT = timedelta(minutes=30)
 #: Pool slot priority (weight rule "absolute"): a day's own load always goes before the
 #: re-fetches of a month whose total differed, even when they were queued first.
 LOAD_PRIORITY = 100
@@ -151,6 +154,7 @@ class _SmscWarehouseOperator(BaseOperator):
         retry_policy: Any = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("execution_timeout", DEFAULT_EXECUTION_TIMEOUT)
         super().__init__(
             pool=pool, retries=retries, retry_policy=retry_policy or SmscRetryPolicy(), **kwargs
         )

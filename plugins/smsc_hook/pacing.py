@@ -28,8 +28,9 @@ DEFAULT_WINDOW = timedelta(seconds=60)
 #: Added to the window: covers the gap between our clock reading and the request reaching
 #: SMSC, and clock skew between the database and SMSC. 3 calls per 61 s is 98.4 % of 3/min.
 DEFAULT_MARGIN = timedelta(seconds=1)
-#: After error 4 SMSC blocks the IP for a while; calling earlier only extends it.
-IP_BLOCK_PAUSE = timedelta(minutes=15)
+#: After error 4 SMSC blocks the IP for a while (its FAQ: 30 min after 5 auth errors in
+#: 30 min); calling earlier only extends it, so wait the block out plus a minute.
+IP_BLOCK_PAUSE = timedelta(minutes=31)
 #: Five failed logins in 30 minutes block the IP; we stop after two so a fixed password can
 #: still be tried.
 AUTH_FAILURE_WINDOW = timedelta(minutes=30)
