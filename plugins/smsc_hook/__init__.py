@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "SmscRateLimitedError": "smsc_hook.exceptions",
     "SmscUnknownApiError": "smsc_hook.exceptions",
     "SmscReplyError": "smsc_hook.exceptions",
+    "SmscReplyValueError": "smsc_hook.exceptions",
     "SmscTransportError": "smsc_hook.exceptions",
 }
 
@@ -42,6 +43,7 @@ __all__ = [
     "SmscParametersError",
     "SmscRateLimitedError",
     "SmscReplyError",
+    "SmscReplyValueError",
     "SmscRetryableError",
     "SmscStatsToPostgresOperator",
     "SmscTransportError",
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
         SmscParametersError,
         SmscRateLimitedError,
         SmscReplyError,
+        SmscReplyValueError,
         SmscRetryableError,
         SmscTransportError,
         SmscUnknownApiError,

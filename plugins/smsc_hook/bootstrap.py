@@ -60,6 +60,7 @@ def check_smsc(settings: PipelineSettings, account: AccountConfig, call_api: boo
     from smsc_hook.db import make_engine, warehouse_url
     from smsc_hook.hook import SmscHook
     from smsc_hook.pacing import LedgerPacer
+    from smsc_hook.probe import describe_shape
 
     hook = SmscHook(account.conn_id)
     smsc = hook.settings
@@ -75,12 +76,14 @@ def check_smsc(settings: PipelineSettings, account: AccountConfig, call_api: boo
             ip_block_pause=settings.ip_block_pause,
         )
         yesterday = datetime.now(UTC).date() - timedelta(days=1)
-        rows = hook.get_stat(yesterday, yesterday)
+        reply = hook.fetch_stat(yesterday, yesterday)
     finally:
         engine.dispose()
+    # The same masked summary as `python -m smsc_hook.probe`: which layout SMSC answers.
     return (
         f"SMSC connection {account.conn_id!r}: {smsc.base_urls[0]} answered for "
-        f"{yesterday.isoformat()} with {len(rows)} row(s) (account {smsc.account!r})"
+        f"{yesterday.isoformat()} with {len(reply.rows)} row(s) (account {smsc.account!r});"
+        f" reply shape {describe_shape(reply.raw, reply.fmt)}"
     )
 
 
