@@ -10,10 +10,16 @@ export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
 venv: $(STAMP)
 
-# Rebuild the virtualenv whenever a pin file changes.
-$(STAMP): requirements.txt requirements-dev.txt
+# Rebuild the virtualenv whenever a pin file or the package metadata changes. The project
+# itself goes in editable (its entry points: the UI's SMSC connection type, `airflow smsc`,
+# the timetable plugin); --no-deps, so only the pins decide what else is installed. The build
+# leaves metadata in plugins/, which is on sys.path: Airflow would see the package twice and
+# load its plugin twice (a plugin import error), so it goes.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	rm -rf plugins/*.egg-info
 	touch $(STAMP)
 
 demo: $(STAMP)

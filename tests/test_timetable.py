@@ -526,6 +526,34 @@ def test_plugin_registers_the_timetable(plugins_folder: Path) -> None:
     assert registered.get("smsc_hook.timetable.SmscDailyTimetable") is SmscDailyTimetable
 
 
+@quiet_plugin_scan
+@pytest.mark.parametrize(
+    "installed", [True, False], ids=["installed-and-plugins-folder", "plugins-folder-only"]
+)
+def test_the_plugin_is_registered_once(
+    plugins_folder: Path, monkeypatch: pytest.MonkeyPatch, installed: bool
+) -> None:
+    """Entry point and plugins/ together register one ``smsc`` plugin, with no import error;
+    plugins/ alone (package not installed) registers it too."""
+    import sys
+
+    from airflow import plugins_manager
+
+    from smsc_hook import airflow_plugin
+
+    if not installed:
+        monkeypatch.setattr(airflow_plugin, "installed", lambda: False)
+        monkeypatch.setattr(plugins_manager, "_load_entrypoint_plugins", lambda: ([], {}))
+    else:
+        assert airflow_plugin.installed(), "the test environment installs the package (-e .)"
+    monkeypatch.delitem(sys.modules, "smsc_plugin", raising=False)
+    plugins, import_errors = plugins_manager._get_plugins()
+    assert [p.name for p in plugins if p.name == "smsc"] == ["smsc"]
+    assert import_errors == {}
+    registered = plugins_manager.get_timetables_plugins()
+    assert registered.get("smsc_hook.timetable.SmscDailyTimetable") is SmscDailyTimetable
+
+
 def test_unregistered_timetable_cannot_be_encoded(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -536,6 +564,8 @@ def test_unregistered_timetable_cannot_be_encoded(
 
     monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     monkeypatch.setattr(settings, "PLUGINS_FOLDER", str(tmp_path))
+    # The installed package's entry point would register it without any plugins folder.
+    monkeypatch.setattr(plugins_manager, "_load_entrypoint_plugins", lambda: ([], {}))
     plugins_manager._get_plugins.cache_clear()
     plugins_manager.get_timetables_plugins.cache_clear()
     try:

@@ -1,7 +1,7 @@
 """Registers the SMSC timetable with Airflow, so the scheduler can deserialize the DAG.
 
-Airflow scans ``plugins/`` for ``AirflowPlugin`` subclasses; ``plugins/.airflowignore``
-keeps the scan to this file (the rest of ``smsc_hook`` is an ordinary package).
+Installed, the package's ``airflow.plugins`` entry point names :class:`SmscPlugin`. A
+deployment that only puts ``plugins/`` on its path gets it through ``plugins/smsc_plugin.py``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,17 @@ from airflow.plugins_manager import AirflowPlugin
 
 from smsc_hook.timetable import SmscDailyTimetable
 
+#: The entry point that registers this plugin when the package is installed.
+ENTRY_POINT = "smsc_hook.airflow_plugin:SmscPlugin"
+
 
 class SmscPlugin(AirflowPlugin):
     name = "smsc"
     timetables = [SmscDailyTimetable]
+
+
+def installed() -> bool:
+    """Whether an installed distribution registers :class:`SmscPlugin` (entry point)."""
+    from importlib.metadata import entry_points
+
+    return any(ep.value == ENTRY_POINT for ep in entry_points(group="airflow.plugins"))

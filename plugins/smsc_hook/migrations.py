@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -67,10 +68,17 @@ class Migration:
 
 
 def default_sql_dir() -> Path:
-    """``$SMSC_SQL_DIR`` if set, else ``sql/`` at the repository root."""
+    """``$SMSC_SQL_DIR`` if set, else the package's ``sql/``, else ``sql/`` of a checkout.
+
+    The package's ``sql/`` is in the wheel; in the repository it is a symlink to ``sql/`` at
+    the root. The last fallback serves a checkout where git did not make the symlink.
+    """
     configured = os.environ.get(SQL_DIR_ENV)
     if configured:
         return Path(configured)
+    packaged = resources.files("smsc_hook") / "sql"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged.resolve()
     return Path(__file__).resolve().parents[2] / "sql"
 
 

@@ -1,0 +1,15 @@
+"""The SMSC timetable for a deployment that uses ``plugins/`` without installing the package.
+
+Airflow imports every file in ``plugins/``. When the package is installed, its
+``airflow.plugins`` entry point registers the plugin already, and a second ``smsc`` plugin
+would be a plugin import error; so this file then defines nothing.
+"""
+
+from __future__ import annotations
+
+from smsc_hook import airflow_plugin
+
+if not airflow_plugin.installed():
+    from smsc_hook.airflow_plugin import SmscPlugin
+
+    __all__ = ["SmscPlugin"]
