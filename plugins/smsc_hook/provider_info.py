@@ -1,11 +1,12 @@
-"""Provider metadata: lets the Airflow UI offer an ``smsc`` connection form without importing us."""
+"""Provider metadata: the ``smsc`` connection form (its one source) and the ``airflow smsc`` CLI."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from smsc_hook import __version__
+
 PACKAGE_NAME = "smsc-airflow-provider"
-VERSION = "0.1.0"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -14,7 +15,9 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": PACKAGE_NAME,
         "name": "SMSC",
         "description": "SMSC (smsc.ru / smscentre.com) sending statistics into PostgreSQL.",
-        "versions": [VERSION],
+        "versions": [__version__],
+        # Airflow 3.2+: `airflow smsc bootstrap|gaps|probe`.
+        "cli": ["smsc_hook.cli.get_cli_commands"],
         "connection-types": [
             {
                 "connection-type": "smsc",
