@@ -1,0 +1,159 @@
+"""Builds the SMSC DAGs, one per account, from the pipeline settings (no I/O)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from airflow.sdk import DAG, Asset, task
+
+from smsc_hook.operator import (
+    DEFAULT_RETRIES,
+    LOAD_PRIORITY,
+    RECONCILE_PRIORITY,
+    SmscReconcileMonthOperator,
+    SmscStatsToPostgresOperator,
+)
+from smsc_hook.retry import SmscRetryPolicy
+from smsc_hook.sensors import SmscPoolSensor
+from smsc_hook.settings import AccountConfig, PipelineSettings
+from smsc_hook.timetable import SmscDailyTimetable
+from smsc_hook.windows import zone
+
+#: BI refresh DAGs can schedule on this asset: it is updated when a run's days have landed.
+DAILY_STATS = Asset(name="smsc.daily_stats", uri="postgres://smsc-warehouse/smsc/smsc/daily_stats")
+
+#: Shown on the DAG's page in the UI.
+DAG_DOC = """\
+SMSC sending statistics into PostgreSQL, one calendar day per run, one DAG per account.
+
+Each run's data interval is one day in the account's time zone (`SMSC_TIMEZONE`) and
+starts at `SMSC_SCHEDULE_TIME` the next morning. Scheduled runs also re-fetch the
+`SMSC_LOOKBACK_DAYS` previous days, fail when older days were never loaded, and
+reconcile a month against SMSC's month total when it closes (and again once its last day
+leaves the lookback window) — only if every day of it was loaded; a difference re-fetches
+the month's days one paced task at a time, below the daily loads in priority. Backfills
+and manual runs load exactly their day. Every SMSC call runs in the account's pool and is
+paced by the warehouse's call ledger.
+
+One account (default): DAG `smsc_daily_stats`, connection `smsc_default`, pool
+`smsc_api`. `SMSC_ACCOUNTS` lists several: `smsc_daily_stats_<name>` each.
+"""
+
+
+def build_dags(settings: PipelineSettings | None = None) -> dict[str, DAG]:
+    """Every account's DAG by its dag_id; ``settings`` default to the environment's."""
+    settings = settings if settings is not None else PipelineSettings.from_env()
+    return {account.dag_id: build_dag(settings, account) for account in settings.all_accounts()}
+
+
+def api_task_arguments(settings: PipelineSettings, account: AccountConfig) -> dict[str, object]:
+    """Pool, pacing and retry policy every SMSC-calling task of ``account`` shares."""
+    return {
+        "smsc_conn_id": account.conn_id,
+        "postgres_conn_id": settings.warehouse_conn_id,
+        "pool": account.pool,
+        "rate_limit": settings.rate_limit,
+        "rate_window": settings.rate.window,
+        "ip_block_pause": settings.ip_block_pause,
+        "retries": DEFAULT_RETRIES,
+        # Priorities are compared as given (see LOAD_PRIORITY), not summed downstream.
+        "weight_rule": "absolute",
+        "retry_policy": SmscRetryPolicy(
+            settings.retry_backoff,
+            rate_limit_wait=settings.rate_limit_wait,
+            ip_block_wait=settings.ip_block_pause,
+        ),
+    }
+
+
+def build_dag(settings: PipelineSettings, account: AccountConfig) -> DAG:
+    """The DAG of one account: plan, load (paced), publish, gap check, reconciliation."""
+    with DAG(
+        dag_id=account.dag_id,
+        description="SMSC get_stat → smsc.daily_stats, one day per run, paced to the API limit",
+        schedule=SmscDailyTimetable(settings.timezone, settings.run_at),
+        start_date=datetime.combine(settings.start_date, time(), tzinfo=zone(settings.timezone)),
+        end_date=(
+            datetime.combine(settings.end_date, time(), tzinfo=zone(settings.timezone))
+            if settings.end_date
+            else None
+        ),
+        catchup=settings.catchup,
+        max_active_runs=16,
+        tags=["smsc", "warehouse", *([f"account:{account.name}"] if account.name else [])],
+        doc_md=DAG_DOC,
+    ) as dag:
+
+        @task
+        def plan_days(**context: object) -> list[dict[str, object]]:
+            """The run's day (+ lookback days for scheduled runs) for each series."""
+            from smsc_hook.planning import plan_loads
+
+            return plan_loads(context, settings, account)
+
+        days = plan_days()
+        load = SmscStatsToPostgresOperator.partial(
+            task_id="load_day",
+            timezone=settings.timezone,
+            map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}",
+            priority_weight=LOAD_PRIORITY,
+            **api_task_arguments(settings, account),
+        ).expand_kwargs(days)
+
+        @task(outlets=[DAILY_STATS])
+        def publish(loaded: list[dict[str, object]]) -> int:
+            """Emit the asset event once every day of the run has landed."""
+            # Indexing (not iterating) the lazy XCom sequence avoids a 404 probe past its end.
+            return sum(int(str(loaded[i]["rows"])) for i in range(len(loaded)))
+
+        @task
+        def check_gaps(**context: object) -> str:
+            """Scheduled runs: fail when days older than the lookback were never loaded."""
+            from smsc_hook.planning import check_gaps as check
+
+            return check(context, settings, account)
+
+        @task
+        def plan_reconciliation(**context: object) -> list[dict[str, object]]:
+            """Months that close in this scheduled run (usually none)."""
+            from smsc_hook.planning import plan_reconciliations
+
+            return plan_reconciliations(context, settings, account)
+
+        reconcile = SmscReconcileMonthOperator.partial(
+            task_id="reconcile_month",
+            timezone=settings.timezone,
+            map_index_template="{{ task.month }}{{ ' balance2' if task.balance2 else '' }}",
+            priority_weight=RECONCILE_PRIORITY,
+            **api_task_arguments(settings, account),
+        ).expand_kwargs(plan_reconciliation())
+
+        @task
+        def plan_refetch(checks: list[dict[str, object]]) -> list[dict[str, object]]:
+            """Every day of each month whose total differed (usually none)."""
+            from smsc_hook.planning import plan_refetches
+
+            return plan_refetches([checks[i] for i in range(len(checks))])
+
+        refetch = SmscStatsToPostgresOperator.partial(
+            task_id="refetch_day",
+            timezone=settings.timezone,
+            map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}",
+            priority_weight=RECONCILE_PRIORITY,
+            **api_task_arguments(settings, account),
+        ).expand_kwargs(plan_refetch(reconcile.output))  # type: ignore[arg-type]
+
+        @task
+        def verify_reconciliation(checks: list[dict[str, object]]) -> list[str]:
+            """Compare the re-fetched months with SMSC's recorded totals again (no call)."""
+            from smsc_hook.planning import verify_reconciliations
+
+            return verify_reconciliations([checks[i] for i in range(len(checks))], settings)
+
+        days >> SmscPoolSensor(
+            task_id="watch_pool", smsc_pool=account.pool, bound=settings.pool_wait
+        )
+        published = publish(load.output)  # type: ignore[arg-type]  # XComArg → the list
+        published >> check_gaps() >> reconcile
+        refetch >> verify_reconciliation(reconcile.output)  # type: ignore[arg-type]
+    return dag
