@@ -183,7 +183,7 @@ def test_fmt_is_read(extra, fmt):
     assert settings(**extra).fmt == fmt
 
 
-@pytest.mark.parametrize("fmt", [4, -1, 7, "json", "", None, True, 2.5, [3]])
+@pytest.mark.parametrize("fmt", [4, -1, 7, "json", True, 2.5, [3]])
 def test_unknown_fmt_is_refused(fmt):
     """Anything but 0..3 fails naming 'fmt' (true is not 1, 2.5 is not 2)."""
     with pytest.raises(SmscConfigError, match="'fmt'"):
@@ -206,7 +206,7 @@ def test_flags_are_read(extra, mycur, balance2):
     assert (got.mycur, got.balance2) == (mycur, balance2)
 
 
-@pytest.mark.parametrize("value", ["yes", 2, None, 1.0])
+@pytest.mark.parametrize("value", ["yes", 2, 1.0])
 @pytest.mark.parametrize("name", ["mycur", "balance2"])
 def test_bad_flag_is_refused(name, value):
     """A flag that is not clearly on or off fails naming the flag."""
@@ -232,9 +232,7 @@ def test_timeouts_are_read(extra, connect, read):
     assert (got.connect_timeout, got.read_timeout) == (connect, read)
 
 
-@pytest.mark.parametrize(
-    "value", [0, -1, "abc", None, float("nan"), float("inf"), 1e300, True, [5]]
-)
+@pytest.mark.parametrize("value", [0, -1, "abc", float("nan"), float("inf"), 1e300, True, [5]])
 @pytest.mark.parametrize("name", ["timeout", "connect_timeout"])
 def test_bad_timeout_is_refused(name, value):
     """A timeout must be a positive, bounded number of seconds (huge ones crash sockets)."""
@@ -395,3 +393,68 @@ def test_password_md5_sends_the_lowercase_hex_and_masks_it():
     assert digest in got.secrets
     assert PASSWORD in got.secrets
     assert settings().auth_params()["psw"] == PASSWORD
+
+
+# --- the UI's connection form (provider info) --------------------------------------------
+
+#: A valid value other than the default for every field of the connection form.
+FORM_VALUES = {
+    "fmt": 2,
+    "mycur": False,
+    "balance2": True,
+    "apikey": APIKEY,
+    "account": "shop",
+    "timeout": 5,
+    "reserve_hosts": "www3.smsc.ru",
+}
+
+
+def form_fields() -> dict:
+    from smsc_hook.provider_info import get_provider_info
+
+    (connection_type,) = get_provider_info()["connection-types"]
+    return connection_type["conn-fields"]
+
+
+def test_every_form_field_is_an_extra_the_settings_read():
+    """The form (provider info, its one source) offers only extras that change settings."""
+    assert sorted(form_fields()) == sorted(FORM_VALUES)
+    for name, value in FORM_VALUES.items():
+        assert settings(**{name: value}) != settings(), name
+
+
+@pytest.mark.parametrize("name", sorted(FORM_VALUES))
+def test_form_defaults_are_the_settings_defaults(name):
+    default = form_fields()[name]["schema"].get("default")
+    if default is not None:
+        assert settings(**{name: default}) == settings()
+
+
+@pytest.mark.parametrize("empty", [None, "", "  "], ids=["null", "empty", "blank"])
+@pytest.mark.parametrize("name", sorted(FORM_VALUES))
+def test_a_form_field_left_empty_means_default(name, empty):
+    """The form stores an empty field as null or "": the default, not an error or a lost
+    reserve host."""
+    assert settings(**{name: empty}) == settings()
+    assert settings(**{name: empty}).base_urls == ("https://smsc.ru", "https://www2.smsc.ru")
+
+
+def test_connection_form_comes_from_the_provider_info_only():
+    """Airflow 3.2+ reads the form from the provider info; the hook declares no second one."""
+    from smsc_hook.hook import SmscHook
+
+    assert "get_ui_field_behaviour" not in vars(SmscHook)
+    assert not hasattr(SmscHook, "UI_FIELD_BEHAVIOUR")
+
+
+def test_the_ui_offers_the_smsc_form_with_its_fields():
+    """What the api-server's connection form reads (needs the package installed, as the
+    Makefile's venv has it): the smsc type, relabelled fields, the extras of the form."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (smsc,) = [h for h in HookMetaService.hook_meta_data() if h.connection_type == "smsc"]
+    assert smsc.hook_name == "SMSC"
+    assert sorted(smsc.extra_fields or {}) == sorted(FORM_VALUES)
+    assert smsc.standard_fields is not None
+    assert smsc.standard_fields.host.title == "Host or base URL"
+    assert smsc.standard_fields.port.hidden

@@ -232,7 +232,13 @@ def settings_from_connection(
             raise SmscConfigError(f"connection extra is not valid JSON: {exc.msg}") from None
     if not isinstance(extra, Mapping | None):
         raise SmscConfigError("connection extra must be a JSON object")
-    extra = dict(extra or {})
+    # The UI's connection form stores a field left empty as null or "": that means "default",
+    # as if the extra were not set (an empty reserve_hosts must not drop the reserves).
+    extra = {
+        key: value
+        for key, value in (extra or {}).items()
+        if value is not None and not (isinstance(value, str) and not value.strip())
+    }
 
     apikey = extra.get("apikey") or None
     if apikey is not None and not isinstance(apikey, str):

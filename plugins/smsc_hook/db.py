@@ -1,4 +1,4 @@
-"""The warehouse engine from an Airflow ``postgres`` connection (or a plain URL)."""
+"""The warehouse engine from an Airflow ``postgres`` connection, through the Postgres provider."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from sqlalchemy.engine import URL, make_url
 from smsc_hook.exceptions import SmscConfigError
 
 DRIVER = "postgresql+psycopg2"
-#: libpq options a connection's extras may carry through to psycopg2.
+#: libpq options a connection's extras carry through to psycopg2. ``PostgresHook`` puts them
+#: on the DB-API connections it opens itself, but not on its SQLAlchemy URL (which takes
+#: only ``sqlalchemy_query``), so the engine would connect without ``sslmode`` & co.
 _LIBPQ_EXTRAS = frozenset(
     {
         "sslmode",
@@ -24,38 +26,19 @@ _LIBPQ_EXTRAS = frozenset(
 )
 
 
-def url_from_connection(
-    host: str | None,
-    port: int | None,
-    schema: str | None,
-    login: str | None,
-    password: str | None,
-    extra: dict[str, Any] | None = None,
-) -> URL:
-    """SQLAlchemy URL for an Airflow connection; ``schema`` is the database name there."""
-    if not host:
-        raise SmscConfigError("warehouse connection has no host")
-    if not schema:
-        raise SmscConfigError("warehouse connection has no database (the 'schema' field)")
-    query = {k: str(v) for k, v in (extra or {}).items() if k in _LIBPQ_EXTRAS}
-    return URL.create(
-        DRIVER,
-        username=login or None,
-        password=password or None,
-        host=host,
-        port=port or None,
-        database=schema,
-        query=query,
-    )
-
-
 def warehouse_url(conn_id: str) -> URL:
-    """Resolve the Airflow connection ``conn_id`` (conn_type ``postgres``) to a URL."""
-    from airflow.sdk import BaseHook
+    """The URL for the Airflow connection ``conn_id`` (conn_type ``postgres``).
+
+    Built by the Postgres provider's ``PostgresHook``: its database override, IAM/RDS
+    tokens (extra ``iam``) and ``sqlalchemy_query`` apply as for any Postgres task; the
+    libpq extras above are added to the query.
+    """
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
+    hook = PostgresHook(postgres_conn_id=conn_id, sqlalchemy_scheme=DRIVER)
     try:
-        conn = BaseHook.get_connection(conn_id)
+        conn = hook.connection
     except AirflowNotFoundException:
         # A config error: the retry policy fails at once instead of retrying 8 times.
         raise SmscConfigError(
@@ -67,9 +50,14 @@ def warehouse_url(conn_id: str) -> URL:
             f"connection {conn_id!r} has conn_type {conn.conn_type!r}; "
             "the warehouse needs 'postgres'"
         )
-    return url_from_connection(
-        conn.host, conn.port, conn.schema, conn.login, conn.password, conn.extra_dejson
-    )
+    if not conn.host:
+        raise SmscConfigError("warehouse connection has no host")
+    if not conn.schema:
+        raise SmscConfigError("warehouse connection has no database (the 'schema' field)")
+    url: URL = hook.sqlalchemy_url
+    extra: dict[str, Any] = conn.extra_dejson
+    libpq = {k: str(v) for k, v in extra.items() if k in _LIBPQ_EXTRAS and k not in url.query}
+    return url.update_query_dict(libpq) if libpq else url
 
 
 def make_engine(url: URL | str) -> Engine:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cached_property
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -131,18 +131,6 @@ class SmscHook(BaseHook):
     conn_type = "smsc"
     hook_name = "SMSC"
 
-    UI_FIELD_BEHAVIOUR: ClassVar[dict[str, Any]] = {
-        "hidden_fields": ["schema", "port"],
-        "relabeling": {"host": "Host or base URL", "login": "Login", "password": "Password"},
-        "placeholders": {
-            "host": "smsc.ru (or https://smscentre.com, http://127.0.0.1:8765 for the simulator)",
-            "login": "SMSC account login",
-            "password": "SMSC account password",
-            "extra": '{"fmt": 3, "mycur": true, "balance2": false, "timeout": 60, '
-            '"reserve_hosts": ["www2.smsc.ru"], "apikey": ""}',
-        },
-    }
-
     def __init__(
         self,
         smsc_conn_id: str = default_conn_name,
@@ -154,10 +142,6 @@ class SmscHook(BaseHook):
         self.smsc_conn_id = smsc_conn_id
         self.pacer: CallPacer = pacer or _Unpaced()
         self._session = session
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return cls.UI_FIELD_BEHAVIOUR
 
     @cached_property
     def settings(self) -> SmscSettings:
