@@ -32,6 +32,12 @@ from devtools.processes import Stopped, reserved, terminate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("scheduler", "dag-processor", "api-server")
+#: The services that sign or verify the tasks' Execution API tokens: the scheduler signs
+#: each workload's token, the api-server verifies (and refreshes) it. Executors get the
+#: token with the workload, and the dag-processor and triggerer use an in-process API, so
+#: the others run without the secret, as in docker-compose.yaml.
+TOKEN_SERVICES = ("scheduler", "api-server")
+JWT_SECRET = "AIRFLOW__API_AUTH__JWT_SECRET"  # noqa: S105  (a variable name)
 
 
 def postgres_connection(url: str | URL) -> dict[str, Any]:
@@ -151,7 +157,7 @@ class AirflowStack:
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.port),
                 "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+                JWT_SECRET: secret_file.read_text(),
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
@@ -165,6 +171,13 @@ class AirflowStack:
         for conn_id, conn in self.connections.items():
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
         env.update(self.extra_env)
+        return env
+
+    def service_env(self, command: tuple[str, ...]) -> dict[str, str]:
+        """The environment of the service running ``airflow COMMAND``."""
+        env = self.env
+        if command[0] not in TOKEN_SERVICES:
+            env.pop(JWT_SECRET, None)
         return env
 
     def airflow(self, *args: str, check: bool = True, timeout: float = 300) -> str:
@@ -218,7 +231,7 @@ class AirflowStack:
             with (logs / f"{service}.log").open("ab") as log:
                 self.processes[service] = subprocess.Popen(
                     [airflow_bin(), *command],
-                    env=self.env,
+                    env=self.service_env(command),
                     cwd=self.home,
                     stdout=log,
                     stderr=subprocess.STDOUT,

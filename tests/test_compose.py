@@ -192,12 +192,13 @@ def test_airflow_services_share_the_image_built_from_the_dockerfile(
 
 
 def test_built_image_tag_names_package_and_airflow_versions(services: dict[str, Any]) -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    from smsc_hook import __version__
+
     tag = _image_tag(services[INIT]["image"])
     airflow_version = AIRFLOW_BASE_IMAGE.split(":")[1].split("-")[0]
     why = "so a release builds a new image instead of reusing a stale one"
-    assert tag.startswith(project["version"]), (
-        f"image tag {tag!r} should start with the package version {project['version']}, {why}"
+    assert tag.startswith(__version__), (
+        f"image tag {tag!r} should start with the package version {__version__}, {why}"
     )
     assert airflow_version in tag, f"image tag {tag!r} should name Airflow {airflow_version}, {why}"
 
@@ -223,9 +224,12 @@ def test_dockerfile_installs_the_package_for_its_provider_entry_point() -> None:
     assert any(re.match(r"COPY\b.*\bpyproject\.toml\b", line) for line in lines), (
         "Dockerfile must COPY pyproject.toml"
     )
-    assert any(re.match(r"COPY\b.*\bplugins/?\s", line) for line in lines), (
-        "Dockerfile must COPY plugins/"
-    )
+    for copied in ("plugins", "sql"):
+        assert any(re.match(rf"COPY\b.*\b{copied}/?\s", line) for line in lines), (
+            f"Dockerfile must COPY {copied}/ (sql/: the migrations the wheel carries)"
+        )
+    for copied in ("README.md", "LICENSE"):  # the metadata's readme and licence file
+        assert any(re.match(rf"COPY\b.*\b{copied}\b", line) for line in lines), copied
     run = " ".join(line for line in lines if line.startswith("RUN"))
     for flag in ("--no-cache-dir", "--no-deps"):
         assert re.search(rf"pip install\b.*{flag}", run), f"Dockerfile must `pip install {flag}`"
@@ -275,17 +279,35 @@ def test_common_setting(common_env: dict[str, str], variable: str, expected: str
 
 
 def test_required_airflow_secrets_are_configured(common_env: dict[str, str]) -> None:
-    for variable in (
-        "AIRFLOW__CORE__FERNET_KEY",
-        "AIRFLOW__API_AUTH__JWT_SECRET",
-        "AIRFLOW__API__SECRET_KEY",
-    ):
+    for variable in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY"):
         assert _REQUIRED_REFERENCE.fullmatch(common_env.get(variable, "")), (
             f"{variable} must be shared by every component and come from .env as ${{VAR:?...}}"
         )
     assert common_env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"), (
         "no SimpleAuthManager user is configured"
     )
+
+
+#: The services that sign (scheduler: each workload's token) or verify (api-server) the
+#: tasks' Execution API tokens. The Celery worker gets the token with the workload; the
+#: dag-processor and triggerer use an in-process API without tokens; the init signs nothing.
+JWT_SERVICES = {"airflow-apiserver", "airflow-scheduler"}
+
+
+@pytest.mark.parametrize("name", sorted(AIRFLOW_SERVICES))
+def test_jwt_secret_only_where_task_tokens_are_signed_or_verified(
+    services: dict[str, Any], common_env: dict[str, str], name: str
+) -> None:
+    assert "AIRFLOW__API_AUTH__JWT_SECRET" not in common_env, "not for every service"
+    secret = _environment(services[name]).get("AIRFLOW__API_AUTH__JWT_SECRET")
+    if name in JWT_SERVICES:
+        assert secret, f"{name} signs or verifies task tokens: it needs the JWT secret"
+        assert _REQUIRED_REFERENCE.fullmatch(secret), (
+            f"{name} must get the JWT secret from .env as ${{AIRFLOW_JWT_SECRET:?...}}"
+        )
+        assert "AIRFLOW_JWT_SECRET" in secret
+    else:
+        assert secret is None, f"{name} neither signs nor verifies task tokens"
 
 
 def test_default_timezone_is_the_account_timezone(common_env: dict[str, str]) -> None:
