@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, text
 
 from devtools.airflow_stack import AirflowStack, pipeline_connections
 from simulator.control import SimulatorControl
+from smsc_hook.models import StatRow
+from smsc_hook.warehouse import Warehouse
 
 DAG_ID = "smsc_daily_stats"
 ACCOUNT = "demo"
@@ -96,3 +102,52 @@ def dags_test(
         timeout=600,
         check=False,
     )
+
+
+def preload(warehouse_url: str, control: SimulatorControl, days: Iterable[date]) -> None:
+    """Store ``days`` as earlier loads would have (the simulator's truth, no API call)."""
+    engine = create_engine(warehouse_url)
+    try:
+        for day in days:
+            truth = control.truth(ACCOUNT, day, day)
+            Warehouse(engine).load_day(
+                account=ACCOUNT,
+                series="main",
+                day=day,
+                rows=[StatRow(**row) for row in truth],
+                raw_reply=json.dumps(truth, default=str).encode(),
+                reply_format=3,
+            )
+    finally:
+        engine.dispose()
+
+
+def wait_for_runs(
+    stack: AirflowStack, run_type: str, count: int, timeout: float, dag_id: str = DAG_ID
+) -> list[dict[str, Any]]:
+    """Poll until ``count`` runs of ``run_type`` have finished, printing progress."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        runs = [r for r in stack.dag_runs(dag_id) if r["run_type"] == run_type]
+        done = [r for r in runs if r["state"] in ("success", "failed")]
+        progress = f"{run_type}: {len(done)}/{count} runs done"
+        if progress != last:
+            print(progress, flush=True)
+            last = progress
+        if len(runs) == count and len(done) == count:
+            return runs
+        time.sleep(2)
+    raise AssertionError(f"{run_type} runs did not finish in {timeout:.0f} s: {last}")
+
+
+@contextmanager
+def initialised_stack(home: Path) -> Iterator[AirflowStack]:
+    """An Airflow home with its own metadata database and no services (for ``dags test``
+    and CLI commands); the database is dropped afterwards."""
+    stack = AirflowStack(home=home, connections={})
+    try:
+        stack.init()
+        yield stack
+    finally:
+        stack.close()

@@ -25,29 +25,13 @@ from tests.support import (
     query,
     stored_rows,
     truth_rows,
+    wait_for_runs,
 )
 
 pytestmark = [pytest.mark.backfill, pytest.mark.timeout(900)]
 
 DAYS = 5
 WINDOW = timedelta(seconds=60)
-
-
-def wait_for_backfill(stack: AirflowStack, expected_runs: int, timeout: float) -> list[dict]:
-    """Poll until every backfill run has finished, printing progress."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        runs = [r for r in stack.dag_runs(DAG_ID) if r["run_type"] == "backfill"]
-        done = [r for r in runs if r["state"] in ("success", "failed")]
-        progress = f"backfill: {len(done)}/{expected_runs} days done"
-        if progress != last:
-            print(progress, flush=True)
-            last = progress
-        if len(runs) == expected_runs and len(done) == expected_runs:
-            return runs
-        time.sleep(2)
-    raise AssertionError(f"backfill did not finish in {timeout:.0f} s: {last}")
 
 
 def parse_time(value: str) -> datetime:
@@ -87,7 +71,7 @@ def test_backfill_loads_every_day_once_within_the_rate_limit(
                 "--max-active-runs",
                 "3",
             )
-            runs = wait_for_backfill(stack, DAYS, timeout=600)
+            runs = wait_for_runs(stack, "backfill", DAYS, timeout=600)
             wall = time.monotonic() - started
             run_types = {r["run_type"] for r in stack.dag_runs(DAG_ID)}
             task_instances = stack.task_instances(DAG_ID)

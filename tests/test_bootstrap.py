@@ -15,19 +15,15 @@ import pytest
 
 from devtools.airflow_stack import REPO_ROOT, AirflowStack
 from devtools.simulator_process import RunningSimulator
-from tests.support import PASSWORD, airflow_connections, query
+from tests.support import PASSWORD, airflow_connections, initialised_stack, query
 
 pytestmark = [pytest.mark.airflow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    stack = AirflowStack(home=tmp_path_factory.mktemp("airflow"), connections={})
-    try:
-        stack.init()
+    with initialised_stack(tmp_path_factory.mktemp("airflow")) as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 def bootstrap(stack: AirflowStack) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ from tests.support import (
     PASSWORD,
     airflow_connections,
     dags_test,
+    initialised_stack,
     query,
     stored_rows,
     truth_rows,
@@ -135,12 +136,8 @@ def test_dag_shape_pool_retry_policy_and_asset() -> None:
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     """An initialised Airflow home (own metadata database); no services: dags test runs
     in-process."""
-    stack = AirflowStack(home=tmp_path_factory.mktemp("airflow"), connections={})
-    try:
-        stack.init()
+    with initialised_stack(tmp_path_factory.mktemp("airflow")) as stack:
         yield stack
-    finally:
-        stack.close()
 
 
 @pytest.fixture

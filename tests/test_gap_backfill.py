@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,29 +11,9 @@ from sqlalchemy import create_engine, text
 
 from devtools.airflow_stack import AirflowStack, running_stack
 from devtools.simulator_process import running_simulator
-from smsc_hook.models import StatRow
-from smsc_hook.warehouse import Warehouse
-from tests.support import ACCOUNT, DAG_ID, airflow_connections, query, stored_rows, truth_rows
+from tests.support import DAG_ID, airflow_connections, preload, query, stored_rows, truth_rows
 
 pytestmark = [pytest.mark.backfill, pytest.mark.timeout(900)]
-
-
-def preload(warehouse_url: str, control, days: list[date]) -> None:
-    """Store ``days`` as if loaded earlier (from the simulator's truth, no API call)."""
-    engine = create_engine(warehouse_url)
-    try:
-        for day in days:
-            truth = control.truth(ACCOUNT, day, day)
-            Warehouse(engine).load_day(
-                account=ACCOUNT,
-                series="main",
-                day=day,
-                rows=[StatRow(**row) for row in truth],
-                raw_reply=json.dumps(truth, default=str).encode(),
-                reply_format=3,
-            )
-    finally:
-        engine.dispose()
 
 
 def test_gap_only_backfill_loads_exactly_the_missing_days(

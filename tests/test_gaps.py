@@ -31,7 +31,6 @@ from smsc_hook.gaps import (
     group_ranges,
     main,
 )
-from smsc_hook.migrations import apply_migrations
 from smsc_hook.models import StatRow
 from smsc_hook.warehouse import Warehouse
 from tests.support import ACCOUNT, DAG_ID, airflow_connections
@@ -145,14 +144,6 @@ def test_backfill_command_recreates_completed_runs_for_exactly_the_range(
 
 
 # --- the load_gaps view through find_gaps and check_no_old_gaps -----------------------------
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> Iterator[Engine]:
-    apply_migrations(warehouse_url)
-    eng = create_engine(warehouse_url)
-    yield eng
-    eng.dispose()
 
 
 def load(

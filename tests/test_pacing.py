@@ -6,7 +6,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ from sqlalchemy import Engine, create_engine, text
 
 from smsc_hook.exceptions import SmscAuthError, SmscIpBlockedError, SmscTransportError
 from smsc_hook.hook import SmscHook
-from smsc_hook.migrations import apply_migrations
 from smsc_hook.pacing import LedgerPacer, RateLimit
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,14 +37,6 @@ class MustNotWait(Exception):
 
 def must_not_wait(seconds: float) -> None:
     raise MustNotWait(seconds)
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> Iterator[Engine]:
-    apply_migrations(warehouse_url)
-    eng = create_engine(warehouse_url)
-    yield eng
-    eng.dispose()
 
 
 def pacer(engine: Engine, account: str = ACCOUNT, **kwargs: Any) -> LedgerPacer:

@@ -8,27 +8,25 @@ a pool deleted after the bootstrap fails ``watch_pool`` with the fix instead of 
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
 
 from devtools.airflow_stack import AirflowStack, running_stack
 from devtools.simulator_process import running_simulator
-from smsc_hook.models import StatRow
-from smsc_hook.warehouse import Warehouse
 from tests.support import (
     ACCOUNT,
     DAG_ID,
     airflow_connections,
     most_starts_in_window,
+    preload,
     query,
     stored_rows,
     truth_rows,
+    wait_for_runs,
 )
 
 pytestmark = [pytest.mark.backfill, pytest.mark.timeout(900)]
@@ -39,40 +37,6 @@ FEBRUARY = [date(2026, 2, 1) + timedelta(days=i) for i in range(28)]
 #: the 3-day lookback window in the last (the second reconciliation).
 RUN_DAYS = [date(2026, 2, 28), date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
 REVISED = date(2026, 2, 10)
-
-
-def preload(warehouse_url: str, control: Any, days: list[date]) -> None:
-    """Store ``days`` as earlier loads would have (the simulator's truth, no API call)."""
-    engine = create_engine(warehouse_url)
-    try:
-        for day in days:
-            truth = control.truth(ACCOUNT, day, day)
-            Warehouse(engine).load_day(
-                account=ACCOUNT,
-                series="main",
-                day=day,
-                rows=[StatRow(**row) for row in truth],
-                raw_reply=json.dumps(truth, default=str).encode(),
-                reply_format=3,
-            )
-    finally:
-        engine.dispose()
-
-
-def wait_for_runs(stack: AirflowStack, run_type: str, count: int, timeout: float) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        runs = [r for r in stack.dag_runs(DAG_ID) if r["run_type"] == run_type]
-        done = [r for r in runs if r["state"] in ("success", "failed")]
-        progress = f"{run_type}: {len(done)}/{count} runs done"
-        if progress != last:
-            print(progress, flush=True)
-            last = progress
-        if len(runs) == count and len(done) == count:
-            return runs
-        time.sleep(2)
-    raise AssertionError(f"runs did not finish in {timeout:.0f} s: {last}")
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -7,20 +7,18 @@ call paced by the ledger, results in ``smsc.reconciliation`` of a throwaway ware
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
-from devtools.simulator_process import RunningSimulator, running_simulator
+from devtools.simulator_process import RunningSimulator
 from simulator.control import SimulatorControl
 from smsc_hook.exceptions import SmscConfigError, SmscFatalError
 from smsc_hook.hook import SmscHook
-from smsc_hook.migrations import apply_migrations
 from smsc_hook.models import StatRow
 from smsc_hook.pacing import LedgerPacer, RateLimit
 from smsc_hook.reconciliation import (
@@ -36,7 +34,6 @@ from smsc_hook.reconciliation import (
     verify_month,
 )
 from smsc_hook.warehouse import Warehouse, latest_begun_day
-from tests.conftest import SIM_TODAY
 from tests.support import ACCOUNT, PASSWORD, query, stored_rows, truth_rows
 
 pytestmark = pytest.mark.timeout(120)
@@ -171,14 +168,6 @@ def test_login_check_describes_every_figure() -> None:
 # --- against the simulator -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fast_simulator() -> Iterator[RunningSimulator]:
-    """One simulator for the module; the limit is high so a month of days loads at once."""
-    args = ("--quiet", "--rate-limit", "1000", "--today", SIM_TODAY.isoformat())
-    with running_simulator(*args) as sim:
-        yield sim
-
-
 @pytest.fixture
 def control(fast_simulator: RunningSimulator) -> SimulatorControl:
     """No revisions, bias or logged requests left over from another test."""
@@ -186,14 +175,6 @@ def control(fast_simulator: RunningSimulator) -> SimulatorControl:
     control.reset()
     control.configure(range_bias_cnt=0)
     return control
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> Iterator[Engine]:
-    apply_migrations(warehouse_url)
-    eng = create_engine(warehouse_url)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture

@@ -8,18 +8,16 @@ SMSC answering one way and then the other changes nothing, archives both and fai
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
-from devtools.simulator_process import RunningSimulator, running_simulator
+from devtools.simulator_process import RunningSimulator
 from simulator.control import SimulatorControl
 from smsc_hook.exceptions import SmscDisputedReplyError, SmscFatalError
 from smsc_hook.hook import SmscHook, StatReply
-from smsc_hook.migrations import apply_migrations
 from smsc_hook.operator import _Session
 from smsc_hook.pacing import LedgerPacer, RateLimit
 from tests.conftest import SIM_TODAY
@@ -29,25 +27,10 @@ pytestmark = pytest.mark.timeout(120)
 CONN_ID = "smsc_witness"
 
 
-@pytest.fixture(scope="module")
-def fast_simulator() -> Iterator[RunningSimulator]:
-    args = ("--quiet", "--rate-limit", "1000", "--today", SIM_TODAY.isoformat())
-    with running_simulator(*args) as sim:
-        yield sim
-
-
 @pytest.fixture
 def control(fast_simulator: RunningSimulator) -> SimulatorControl:
     fast_simulator.control.reset()
     return fast_simulator.control
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> Iterator[Engine]:
-    apply_migrations(warehouse_url)
-    eng = create_engine(warehouse_url)
-    yield eng
-    eng.dispose()
 
 
 @pytest.fixture
