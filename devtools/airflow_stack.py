@@ -320,16 +320,23 @@ class AirflowStack:
         self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
-        runs: list[dict[str, Any]] = self.api(
-            "GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1000&order_by=logical_date"
-        )["dag_runs"]
-        return runs
+        """Every run of ``dag_id``, oldest logical date first."""
+        return self._all_pages(f"/api/v2/dags/{dag_id}/dagRuns?order_by=logical_date", "dag_runs")
 
     def task_instances(self, dag_id: str) -> list[dict[str, Any]]:
-        tis: list[dict[str, Any]] = self.api(
-            "GET", f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances?limit=1000"
-        )["task_instances"]
-        return tis
+        """Every task instance of every run of ``dag_id``."""
+        return self._all_pages(
+            f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances?order_by=id", "task_instances"
+        )
+
+    def _all_pages(self, path: str, key: str, page: int = 100) -> list[dict[str, Any]]:
+        # The API caps a page at 100 entries (maximum_page_limit), whatever limit asks.
+        found: list[dict[str, Any]] = []
+        while True:
+            reply = self.api("GET", f"{path}&limit={page}&offset={len(found)}")
+            found += reply[key]
+            if not reply[key] or len(found) >= reply["total_entries"]:
+                return found
 
 
 @contextmanager
