@@ -3,6 +3,6 @@
 Configured by SMSC_* environment variables (see the README); parsing does no I/O.
 """
 
-from smsc_hook.dag_factory import build_dags
+from smsc_hook import build_dags
 
 globals().update(build_dags())

@@ -32,7 +32,7 @@ from devtools import postgres
 from devtools.airflow_stack import REPO_ROOT, AirflowStack, postgres_connection
 from devtools.processes import start_time, terminate
 from devtools.simulator_process import start_simulator
-from smsc_hook.windows import zone
+from smsc_hook.airflow.windows import zone
 
 STATE = REPO_ROOT / ".state"
 #: What ``--stop`` needs: the processes ``run`` started and the metadata database.

@@ -7,9 +7,9 @@ would be a plugin import error; so this file then defines nothing.
 
 from __future__ import annotations
 
-from smsc_hook import airflow_plugin
+from smsc_hook.airflow import plugin
 
-if not airflow_plugin.installed():
-    from smsc_hook.airflow_plugin import SmscPlugin
+if not plugin.installed():
+    from smsc_hook.airflow.plugin import SmscPlugin
 
     __all__ = ["SmscPlugin"]

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine
 
 from devtools import postgres
 from devtools.simulator_process import RunningSimulator, running_simulator
-from smsc_hook.migrations import apply_migrations
+from smsc_hook.warehouse.migrations import apply_migrations
 
 #: The simulator's "today" in tests, so ground truth never depends on the wall clock.
 SIM_TODAY = date(2026, 11, 10)

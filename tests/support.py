@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, text
 
 from devtools.airflow_stack import AirflowStack, pipeline_connections
 from simulator.control import SimulatorControl
-from smsc_hook.models import StatRow
-from smsc_hook.warehouse import Warehouse
+from smsc_hook.client.models import StatRow
+from smsc_hook.warehouse.writer import Warehouse
 
 DAG_ID = "smsc_daily_stats"
 ACCOUNT = "demo"

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.planning import plan_loads, plan_reconciliations, plan_refetches
-from smsc_hook.settings import AccountConfig, PipelineSettings, parse_accounts
+from smsc_hook.airflow.planning import plan_loads, plan_reconciliations, plan_refetches
+from smsc_hook.airflow.settings import AccountConfig, PipelineSettings, parse_accounts
+from smsc_hook.client.exceptions import SmscConfigError
 
 TODAY = date(2026, 11, 10)
 DAG_FILE = Path(__file__).resolve().parents[1] / "dags" / "smsc_daily_stats.py"

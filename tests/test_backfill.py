@@ -15,7 +15,7 @@ import pytest
 
 from devtools.airflow_stack import AirflowStack, running_stack
 from devtools.simulator_process import running_simulator
-from smsc_hook.windows import zone
+from smsc_hook.airflow.windows import zone
 from tests.support import (
     DAG_ID,
     PASSWORD,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from smsc_hook.cli import COMMANDS, Command
+from smsc_hook.airflow.cli import COMMANDS, Command
 
 BY_NAME = {command.name: command for command in COMMANDS}
 
@@ -56,7 +56,7 @@ def test_cli_options_are_the_modules_own(name: str, monkeypatch: pytest.MonkeyPa
 
 
 def test_the_provider_info_names_the_cli() -> None:
-    from smsc_hook.provider_info import get_provider_info
+    from smsc_hook.airflow.provider_info import get_provider_info
 
     (path,) = get_provider_info()["cli"]
     module, _, function = path.rpartition(".")
@@ -90,7 +90,7 @@ def test_airflow_parses_and_hands_on_the_options(
     from airflow.cli.cli_config import ActionCommand, GroupCommand
     from airflow.cli.cli_parser import _add_command
 
-    from smsc_hook.cli import get_cli_commands
+    from smsc_hook.airflow.cli import get_cli_commands
 
     parser = argparse.ArgumentParser(prog="airflow")
     subparsers = parser.add_subparsers(dest="subcommand")

@@ -319,7 +319,8 @@ def test_default_timezone_is_the_account_timezone(common_env: dict[str, str]) ->
 def test_pipeline_settings_pass_through_with_the_code_defaults(
     common_env: dict[str, str],
 ) -> None:
-    from smsc_hook import pacing, settings, windows
+    from smsc_hook.airflow import settings, windows
+    from smsc_hook.warehouse import ledger as pacing
 
     expected = {
         "SMSC_TIMEZONE": settings.DEFAULT_TIMEZONE,

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from smsc_hook.connection import SmscSettings, settings_from_connection
-from smsc_hook.exceptions import SmscConfigError
+from smsc_hook.client.connection import SmscSettings, settings_from_connection
+from smsc_hook.client.exceptions import SmscConfigError
 
 LOGIN, PASSWORD, APIKEY = "demo", "s3cret-pw", "s3cret-key"
 
@@ -410,7 +410,7 @@ FORM_VALUES = {
 
 
 def form_fields() -> dict:
-    from smsc_hook.provider_info import get_provider_info
+    from smsc_hook.airflow.provider_info import get_provider_info
 
     (connection_type,) = get_provider_info()["connection-types"]
     return connection_type["conn-fields"]
@@ -441,7 +441,7 @@ def test_a_form_field_left_empty_means_default(name, empty):
 
 def test_connection_form_comes_from_the_provider_info_only():
     """Airflow 3.2+ reads the form from the provider info; the hook declares no second one."""
-    from smsc_hook.hook import SmscHook
+    from smsc_hook.client.hook import SmscHook
 
     assert "get_ui_field_behaviour" not in vars(SmscHook)
     assert not hasattr(SmscHook, "UI_FIELD_BEHAVIOUR")

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from smsc_hook.db import DRIVER, warehouse_url
-from smsc_hook.exceptions import SmscConfigError
+from smsc_hook.client.exceptions import SmscConfigError
+from smsc_hook.warehouse.engine import DRIVER, warehouse_url
 
 BASE = {"conn_type": "postgres", "host": "db", "port": 5433, "schema": "smsc", "login": "u"}
 

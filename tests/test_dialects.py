@@ -20,9 +20,9 @@ from devtools.airflow_stack import AirflowStack, pipeline_connections
 from devtools.simulator_process import RunningSimulator, running_simulator
 from simulator.config import DEFAULT_DIALECT, DIALECTS
 from simulator.control import SimulatorControl, SimulatorControlError
-from smsc_hook.exceptions import SmscReplyError
-from smsc_hook.hook import SmscHook
-from smsc_hook.models import StatRow
+from smsc_hook.client.exceptions import SmscReplyError
+from smsc_hook.client.hook import SmscHook
+from smsc_hook.client.models import StatRow
 from tests.conftest import SIM_TODAY
 from tests.support import dags_test, query, stored_rows, truth_rows
 

@@ -19,8 +19,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from devtools.airflow_stack import AirflowStack, postgres_connection
-from smsc_hook.exceptions import SmscFatalError
-from smsc_hook.gaps import (
+from smsc_hook.checks.gaps import (
     SmscGapsError,
     SmscGapsWaitError,
     backfill_command,
@@ -31,8 +30,9 @@ from smsc_hook.gaps import (
     group_ranges,
     main,
 )
-from smsc_hook.models import StatRow
-from smsc_hook.warehouse import Warehouse
+from smsc_hook.client.exceptions import SmscFatalError
+from smsc_hook.client.models import StatRow
+from smsc_hook.warehouse.writer import Warehouse
 from tests.support import ACCOUNT, DAG_ID, airflow_connections
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -470,7 +470,7 @@ from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
 from airflow.settings import TIMEZONE
 from airflow.utils.session import create_session
-from smsc_hook.gaps import SmscGapsWaitError, wait_for_backfills
+from smsc_hook.checks.gaps import SmscGapsWaitError, wait_for_backfills
 
 dag_id, ops, wait = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 results = []

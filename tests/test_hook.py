@@ -38,7 +38,7 @@ from devtools.reliability.thirdparty import (
     recording_server,
 )
 from devtools.simulator_process import RunningSimulator, running_simulator
-from smsc_hook.exceptions import (
+from smsc_hook.client.exceptions import (
     SmscAuthError,
     SmscFatalError,
     SmscIpBlockedError,
@@ -49,7 +49,7 @@ from smsc_hook.exceptions import (
     SmscTransportError,
     SmscUnknownApiError,
 )
-from smsc_hook.hook import SmscHook
+from smsc_hook.client.hook import SmscHook
 from tests.conftest import SIM_TODAY
 
 CONN_ID = "smsc_test"
@@ -557,7 +557,7 @@ def test_test_connection_goes_through_the_ledger(sim, connect, warehouse_url, mo
     """With the warehouse reachable, the button's call is a ledger row (caller test_connection)."""
     from sqlalchemy import create_engine, text
 
-    from smsc_hook.migrations import apply_migrations
+    from smsc_hook.warehouse.migrations import apply_migrations
 
     apply_migrations(warehouse_url)
     if conn_id != "smsc_warehouse":

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-from smsc_hook import migrations
-from smsc_hook.migrations import (
+from smsc_hook.warehouse import migrations
+from smsc_hook.warehouse.migrations import (
     MigrationChecksumError,
     MigrationError,
     apply_migrations,

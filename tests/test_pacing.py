@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from smsc_hook.exceptions import SmscAuthError, SmscIpBlockedError, SmscTransportError
-from smsc_hook.hook import SmscHook
-from smsc_hook.pacing import LedgerPacer, RateLimit
+from smsc_hook.client.exceptions import SmscAuthError, SmscIpBlockedError, SmscTransportError
+from smsc_hook.client.hook import SmscHook
+from smsc_hook.warehouse.ledger import LedgerPacer, RateLimit
 
 pytestmark = pytest.mark.timeout(60)
 

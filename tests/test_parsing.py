@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smsc_hook.exceptions import (
+from smsc_hook.client.exceptions import (
     SmscApiError,
     SmscAuthError,
     SmscConfigError,
@@ -27,8 +27,8 @@ from smsc_hook.exceptions import (
     SmscReplyError,
     SmscUnknownApiError,
 )
-from smsc_hook.models import StatRow
-from smsc_hook.parsing import FIELDS, MAX_CNT, MAX_LOGIN_LENGTH, parse_stat_reply
+from smsc_hook.client.models import StatRow
+from smsc_hook.client.parsing import FIELDS, MAX_CNT, MAX_LOGIN_LENGTH, parse_stat_reply
 from smsc_hook.probe import judge, read_fixture_name
 
 # "ci" runs with every test run; "soak" is for a long hunt: SMSC_FUZZ_PROFILE=soak pytest ...

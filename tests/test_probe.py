@@ -16,8 +16,7 @@ from devtools.simulator_process import RunningSimulator, running_simulator
 from simulator.config import DEFAULT_DIALECT, DIALECTS
 from simulator.control import SimulatorControl
 from smsc_hook import probe
-from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.migrations import apply_migrations
+from smsc_hook.client.exceptions import SmscConfigError
 from smsc_hook.probe import (
     UNPACED_GAP,
     describe_shape,
@@ -26,6 +25,7 @@ from smsc_hook.probe import (
     redact_reply,
     run_probe,
 )
+from smsc_hook.warehouse.migrations import apply_migrations
 from tests.conftest import SIM_TODAY
 from tests.support import query
 from tests.test_dialects import ACCOUNTS, PASSWORDS, write_accounts
@@ -277,8 +277,8 @@ def test_bootstrap_live_check_reports_the_shape(
     warehouse_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from smsc_hook.bootstrap import check_smsc
-    from smsc_hook.settings import PipelineSettings
+    from smsc_hook.airflow.bootstrap import check_smsc
+    from smsc_hook.airflow.settings import PipelineSettings
 
     apply_migrations(warehouse_url)
     control.configure(dialect="single-object")
@@ -368,6 +368,6 @@ def test_seeded_fixtures_cover_every_dialect_and_format() -> None:
 
 def test_a_reply_in_a_declared_charset_becomes_a_utf8_fixture() -> None:
     body = "login = Иван, cnt = 1, credit = 1, debit = 0, currency = RUB".encode("cp1251")
-    fixture = redact_reply(probe._as_utf8(body, "windows-1251"), 0)
+    fixture = redact_reply(probe.run._as_utf8(body, "windows-1251"), 0)
     assert fixture == b"login = login-1, cnt = 7, credit = 7, debit = 0, currency = XXX"
     assert judge(fixture, 0).outcome == "rows1"

@@ -17,11 +17,7 @@ from sqlalchemy import Engine, text
 
 from devtools.simulator_process import RunningSimulator
 from simulator.control import SimulatorControl
-from smsc_hook.exceptions import SmscConfigError, SmscFatalError
-from smsc_hook.hook import SmscHook
-from smsc_hook.models import StatRow
-from smsc_hook.pacing import LedgerPacer, RateLimit
-from smsc_hook.reconciliation import (
+from smsc_hook.checks.reconciliation import (
     LoginCheck,
     MonthCheck,
     SmscReconciliationError,
@@ -33,7 +29,11 @@ from smsc_hook.reconciliation import (
     months_to_reconcile,
     verify_month,
 )
-from smsc_hook.warehouse import Warehouse, latest_begun_day
+from smsc_hook.client.exceptions import SmscConfigError, SmscFatalError
+from smsc_hook.client.hook import SmscHook
+from smsc_hook.client.models import StatRow
+from smsc_hook.warehouse.ledger import LedgerPacer, RateLimit
+from smsc_hook.warehouse.writer import Warehouse, latest_begun_day
 from tests.support import ACCOUNT, PASSWORD, query, stored_rows, truth_rows
 
 pytestmark = pytest.mark.timeout(120)

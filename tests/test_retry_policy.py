@@ -18,7 +18,8 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from smsc_hook.exceptions import (
+from smsc_hook.airflow.retry import BACKOFF_CAP, BACKOFF_START, SmscRetryPolicy, backoff_delay
+from smsc_hook.client.exceptions import (
     SmscApiError,
     SmscAuthError,
     SmscConfigError,
@@ -31,7 +32,6 @@ from smsc_hook.exceptions import (
     SmscUnknownApiError,
     api_error,
 )
-from smsc_hook.retry import BACKOFF_CAP, BACKOFF_START, SmscRetryPolicy, backoff_delay
 
 SECOND = timedelta(seconds=1)
 MINUTE = timedelta(minutes=1)

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.pacing import DEFAULT_LIMIT, DEFAULT_MARGIN, DEFAULT_WINDOW, RateLimit
-from smsc_hook.settings import PipelineSettings
+from smsc_hook.airflow.settings import PipelineSettings
+from smsc_hook.client.exceptions import SmscConfigError
+from smsc_hook.warehouse.ledger import DEFAULT_LIMIT, DEFAULT_MARGIN, DEFAULT_WINDOW, RateLimit
 
 TODAY = date(2026, 11, 10)
 

@@ -13,9 +13,9 @@ from airflow.exceptions import AirflowTimetableInvalid
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 from pendulum import DateTime, instance
 
-from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.timetable import SmscDailyTimetable
-from smsc_hook.windows import days_to_load, local_day
+from smsc_hook.airflow.timetable import SmscDailyTimetable
+from smsc_hook.airflow.windows import days_to_load, local_day
+from smsc_hook.client.exceptions import SmscConfigError
 
 PLUGINS_FOLDER = Path(__file__).resolve().parent.parent / "plugins"
 
@@ -523,7 +523,7 @@ def test_plugin_registers_the_timetable(plugins_folder: Path) -> None:
     from airflow import plugins_manager
 
     registered = plugins_manager.get_timetables_plugins()
-    assert registered.get("smsc_hook.timetable.SmscDailyTimetable") is SmscDailyTimetable
+    assert registered.get("smsc_hook.airflow.timetable.SmscDailyTimetable") is SmscDailyTimetable
 
 
 @quiet_plugin_scan
@@ -539,7 +539,7 @@ def test_the_plugin_is_registered_once(
 
     from airflow import plugins_manager
 
-    from smsc_hook import airflow_plugin
+    from smsc_hook.airflow import plugin as airflow_plugin
 
     if not installed:
         monkeypatch.setattr(airflow_plugin, "installed", lambda: False)
@@ -551,7 +551,7 @@ def test_the_plugin_is_registered_once(
     assert [p.name for p in plugins if p.name == "smsc"] == ["smsc"]
     assert import_errors == {}
     registered = plugins_manager.get_timetables_plugins()
-    assert registered.get("smsc_hook.timetable.SmscDailyTimetable") is SmscDailyTimetable
+    assert registered.get("smsc_hook.airflow.timetable.SmscDailyTimetable") is SmscDailyTimetable
 
 
 def test_unregistered_timetable_cannot_be_encoded(
@@ -588,11 +588,25 @@ def test_airflow_encodes_and_decodes_the_timetable(
 
     timetable = SmscDailyTimetable(tz, run_at)
     encoded = encode_timetable(timetable)
-    assert encoded["__type"] == "smsc_hook.timetable.SmscDailyTimetable"
+    assert encoded["__type"] == "smsc_hook.airflow.timetable.SmscDailyTimetable"
     assert encoded["__var"] == {"timezone": tz, "run_at": run_at}
     decoded = decode_timetable(encoded)
     assert isinstance(decoded, SmscDailyTimetable)
     assert decoded == timetable
+
+
+@quiet_plugin_scan
+def test_a_timetable_serialized_by_0_1_still_decodes(plugins_folder: Path) -> None:
+    """DAG versions written by 0.1 name the timetable by its old module path."""
+    from airflow.serialization.decoders import decode_timetable
+
+    old = {
+        "__type": "smsc_hook.timetable.SmscDailyTimetable",
+        "__var": {"timezone": "Asia/Almaty", "run_at": "04:30"},
+    }
+    decoded = decode_timetable(old)
+    assert isinstance(decoded, SmscDailyTimetable)
+    assert (decoded.timezone_name, decoded.run_at) == ("Asia/Almaty", time(4, 30))
 
 
 @quiet_plugin_scan

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 
-from smsc_hook.migrations import apply_migrations
-from smsc_hook.models import StatRow
-from smsc_hook.warehouse import (
+from smsc_hook.client.models import StatRow
+from smsc_hook.warehouse.migrations import apply_migrations
+from smsc_hook.warehouse.writer import (
     LoadResult,
     RemovalNeedsWitness,
     Warehouse,

@@ -163,7 +163,7 @@ def bootstrapped(deployment: Deployment) -> str:
 
 def test_version_has_one_source() -> None:
     import smsc_hook
-    from smsc_hook.provider_info import get_provider_info
+    from smsc_hook.airflow.provider_info import get_provider_info
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     assert "version" not in project["project"]
@@ -175,9 +175,9 @@ def test_version_has_one_source() -> None:
 
 def test_the_package_sql_is_the_repository_sql() -> None:
     """One committed copy: the package's sql/ is a symlink to sql/, and the runner uses it."""
-    from smsc_hook.migrations import default_sql_dir
+    from smsc_hook.warehouse.migrations import default_sql_dir
 
-    link = REPO / "plugins" / "smsc_hook" / "sql"
+    link = REPO / "plugins" / "smsc_hook" / "warehouse" / "sql"
     assert link.is_symlink()
     assert link.resolve() == (REPO / "sql").resolve()
     assert default_sql_dir().resolve() == (REPO / "sql").resolve()
@@ -187,8 +187,12 @@ def test_the_package_sql_is_the_repository_sql() -> None:
 def test_wheel_holds_the_package_and_its_migrations(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     print("\n" + "\n".join(names))
-    assert sorted(n.removeprefix("smsc_hook/sql/") for n in names if "/sql/" in n) == MIGRATIONS
-    assert {"smsc_hook/cli.py", "smsc_hook/dag_factory.py", "smsc_hook/py.typed"} <= set(names)
+    sql = "smsc_hook/warehouse/sql/"
+    assert sorted(n.removeprefix(sql) for n in names if "/sql/" in n) == MIGRATIONS
+    package = REPO / "plugins"
+    modules = {str(p.relative_to(package)) for p in (package / "smsc_hook").rglob("*.py")}
+    assert len(modules) > 20
+    assert modules | {"smsc_hook/py.typed"} <= set(names), "every module of every sub-package"
     assert not [n for n in names if n.startswith(("plugins/", "dags/", "tests/", "sql/"))]
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(metadata).decode()
@@ -196,7 +200,7 @@ def test_wheel_holds_the_package_and_its_migrations(wheel: Path) -> None:
     assert "Requires-Dist: apache-airflow<4,>=3.3" in text
     assert "License-Expression: Apache-2.0" in text
     entry_points = zipfile.ZipFile(wheel).read(metadata.replace("METADATA", "entry_points.txt"))
-    assert b"smsc = smsc_hook.airflow_plugin:SmscPlugin" in entry_points
+    assert b"smsc = smsc_hook.airflow.plugin:SmscPlugin" in entry_points
 
 
 # --- the installed wheel under Airflow -----------------------------------------------------
@@ -208,7 +212,7 @@ def test_nothing_comes_from_the_repository(deployment: Deployment) -> None:
         "python",
         "-c",
         "import json, sys, smsc_hook\n"
-        "from smsc_hook.migrations import default_sql_dir\n"
+        "from smsc_hook.warehouse.migrations import default_sql_dir\n"
         "print(json.dumps([smsc_hook.__file__, str(default_sql_dir()), sys.path]))",
     )
     package, sql_dir, path = json.loads(out)
@@ -228,7 +232,7 @@ def test_providers_list_shows_the_provider_and_its_connection_type(
     assert [p["version"] for p in ours] == [__version__]
     hooks = json.loads(deployment.run("airflow", "providers", "hooks", "-o", "json"))
     assert [(h["class"], h["package_name"]) for h in hooks if h["connection_type"] == "smsc"] == [
-        ("smsc_hook.hook.SmscHook", "smsc-airflow-provider")
+        ("smsc_hook.client.hook.SmscHook", "smsc-airflow-provider")
     ]
 
 
@@ -281,7 +285,10 @@ def test_the_timetable_is_registered_once(
         env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(copy)
     listed = json.loads(deployment.run("airflow", "plugins", "-o", "json", env=env))
     assert [p["timetables"] for p in listed if p["name"] == "smsc"] == [
-        ["smsc_hook.timetable.SmscDailyTimetable"]
+        [
+            "smsc_hook.airflow.timetable.SmscDailyTimetable",
+            "smsc_hook.timetable.SmscDailyTimetable",
+        ]
     ]
     # The last line: Airflow logs to stdout too (a pathspec deprecation, reading .airflowignore).
     out = deployment.run("python", "-c", _PLUGINS, env=env)

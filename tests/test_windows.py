@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.windows import (
+from smsc_hook.airflow.windows import (
     MAX_LOOKBACK_DAYS,
     day_start,
     days_to_load,
@@ -18,6 +17,7 @@ from smsc_hook.windows import (
     run_after,
     zone,
 )
+from smsc_hook.client.exceptions import SmscConfigError
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -16,10 +16,10 @@ from sqlalchemy import Engine
 
 from devtools.simulator_process import RunningSimulator
 from simulator.control import SimulatorControl
-from smsc_hook.exceptions import SmscDisputedReplyError, SmscFatalError
-from smsc_hook.hook import SmscHook, StatReply
-from smsc_hook.operator import _Session
-from smsc_hook.pacing import LedgerPacer, RateLimit
+from smsc_hook.airflow.operators import _Session
+from smsc_hook.client.exceptions import SmscDisputedReplyError, SmscFatalError
+from smsc_hook.client.hook import SmscHook, StatReply
+from smsc_hook.warehouse.ledger import LedgerPacer, RateLimit
 from tests.conftest import SIM_TODAY
 from tests.support import ACCOUNT, PASSWORD, query, stored_rows, truth_rows
 

@@ -118,7 +118,7 @@ def most_in_window(times: list[float], window: float = WINDOW_S) -> int:
 
 
 def caller_of(dag_id: str, attempt: TaskTry) -> str:
-    """The ledger's ``caller`` for a try (see ``smsc_hook.operator.caller_id``)."""
+    """The ledger's ``caller`` for a try (see ``smsc_hook.airflow.operators.caller_id``)."""
     index = f"[{attempt.map_index}]" if attempt.map_index >= 0 else ""
     return f"{dag_id}/{attempt.run_id}/{attempt.task_id}{index}#{attempt.try_number}"
 

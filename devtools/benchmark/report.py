@@ -196,7 +196,7 @@ def startup_table(costs: StartupCosts) -> list[str]:
         f"| parse it again in the same process | {seconds(costs.parse_warm, 3)} |",
         f"| `import smsc_hook` (the package; names load lazily) "
         f"| {seconds(costs.import_package, 4)} |",
-        f"| `import smsc_hook.operator` after `import airflow.sdk` "
+        f"| `import smsc_hook.airflow.operators` after `import airflow.sdk` "
         f"| {seconds(costs.import_operator, 3)} |",
         f"|   of which smsc_hook's own modules (`-X importtime` self time) "
         f"| {seconds(costs.import_own_modules, 3)} |",

@@ -30,7 +30,7 @@ _IMPORT = """
 import json, time
 t0 = time.perf_counter(); import smsc_hook; t1 = time.perf_counter()
 import airflow.sdk
-t2 = time.perf_counter(); import smsc_hook.operator; t3 = time.perf_counter()
+t2 = time.perf_counter(); import smsc_hook.airflow.operators; t3 = time.perf_counter()
 print(json.dumps({"package": t1 - t0, "operator": t3 - t2}))
 """
 
@@ -63,7 +63,8 @@ def own_import_self_time(env: Mapping[str, str]) -> float:
     """Sum of ``-X importtime`` self times of ``smsc_hook.*`` for the operator's import."""
     totals = []
     for _ in range(REPEATS):
-        err = _run(env, "-X", "importtime", "-c", "import airflow.sdk, smsc_hook.operator").stderr
+        code = "import airflow.sdk, smsc_hook.airflow.operators"
+        err = _run(env, "-X", "importtime", "-c", code).stderr
         micros = 0
         for line in err.splitlines():
             fields = [f.strip() for f in line.removeprefix("import time:").split("|")]

@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, text
 from devtools import postgres
 from devtools.airflow_stack import AirflowStack, pipeline_connections, running_stack
 from simulator.control import SimulatorControl
-from smsc_hook.windows import zone
+from smsc_hook.airflow.windows import zone
 
 DAG_ID = "smsc_daily_stats"
 ACCOUNT = "demo"

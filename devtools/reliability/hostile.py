@@ -51,9 +51,9 @@ def error_texts(exc: BaseException) -> str:
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     from devtools.reliability.thirdparty import secret_count
-    from smsc_hook.exceptions import SmscError
-    from smsc_hook.hook import SmscHook
-    from smsc_hook.retry import SmscRetryPolicy
+    from smsc_hook.airflow.retry import SmscRetryPolicy
+    from smsc_hook.client.exceptions import SmscError
+    from smsc_hook.client.hook import SmscHook
 
     password: str = spec["password"]
     day = date.fromisoformat(spec["day"])
@@ -104,8 +104,8 @@ _DIRECT = {
 def _direct_reply(name: str, day: date) -> Any:
     from decimal import Decimal
 
-    from smsc_hook.hook import StatReply
-    from smsc_hook.models import StatRow
+    from smsc_hook.client.hook import StatReply
+    from smsc_hook.client.models import StatRow
 
     values: dict[str, Any] = {"login": "demo", "credit": "1.00", **_DIRECT[name]}
     row = StatRow(values["login"], 1, Decimal(values["credit"]), Decimal(0), "RUB")
@@ -118,8 +118,8 @@ def _load(url: str, reply: Any, day: date, outcome: str) -> tuple[str, Exception
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    from smsc_hook.db import make_engine
-    from smsc_hook.warehouse import Warehouse
+    from smsc_hook.warehouse.engine import make_engine
+    from smsc_hook.warehouse.writer import Warehouse
 
     engine = make_engine(url)
     error: Exception | None = None

@@ -13,23 +13,24 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "SmscHook": "smsc_hook.hook",
-    "StatReply": "smsc_hook.hook",
-    "StatRow": "smsc_hook.models",
-    "SmscStatsToPostgresOperator": "smsc_hook.operator",
-    "SmscError": "smsc_hook.exceptions",
-    "SmscFatalError": "smsc_hook.exceptions",
-    "SmscRetryableError": "smsc_hook.exceptions",
-    "SmscConfigError": "smsc_hook.exceptions",
-    "SmscApiError": "smsc_hook.exceptions",
-    "SmscParametersError": "smsc_hook.exceptions",
-    "SmscAuthError": "smsc_hook.exceptions",
-    "SmscIpBlockedError": "smsc_hook.exceptions",
-    "SmscRateLimitedError": "smsc_hook.exceptions",
-    "SmscUnknownApiError": "smsc_hook.exceptions",
-    "SmscReplyError": "smsc_hook.exceptions",
-    "SmscReplyValueError": "smsc_hook.exceptions",
-    "SmscTransportError": "smsc_hook.exceptions",
+    "SmscHook": "smsc_hook.client.hook",
+    "StatReply": "smsc_hook.client.hook",
+    "StatRow": "smsc_hook.client.models",
+    "SmscStatsToPostgresOperator": "smsc_hook.airflow.operators",
+    "SmscError": "smsc_hook.client.exceptions",
+    "SmscFatalError": "smsc_hook.client.exceptions",
+    "SmscRetryableError": "smsc_hook.client.exceptions",
+    "SmscConfigError": "smsc_hook.client.exceptions",
+    "SmscApiError": "smsc_hook.client.exceptions",
+    "SmscParametersError": "smsc_hook.client.exceptions",
+    "SmscAuthError": "smsc_hook.client.exceptions",
+    "SmscIpBlockedError": "smsc_hook.client.exceptions",
+    "SmscRateLimitedError": "smsc_hook.client.exceptions",
+    "SmscUnknownApiError": "smsc_hook.client.exceptions",
+    "SmscReplyError": "smsc_hook.client.exceptions",
+    "SmscReplyValueError": "smsc_hook.client.exceptions",
+    "SmscTransportError": "smsc_hook.client.exceptions",
+    "build_dags": "smsc_hook.airflow.dag_factory",
 }
 
 __all__ = [
@@ -50,10 +51,13 @@ __all__ = [
     "SmscUnknownApiError",
     "StatReply",
     "StatRow",
+    "build_dags",
 ]
 
 if TYPE_CHECKING:
-    from smsc_hook.exceptions import (
+    from smsc_hook.airflow.dag_factory import build_dags
+    from smsc_hook.airflow.operators import SmscStatsToPostgresOperator
+    from smsc_hook.client.exceptions import (
         SmscApiError,
         SmscAuthError,
         SmscConfigError,
@@ -68,9 +72,8 @@ if TYPE_CHECKING:
         SmscTransportError,
         SmscUnknownApiError,
     )
-    from smsc_hook.hook import SmscHook, StatReply
-    from smsc_hook.models import StatRow
-    from smsc_hook.operator import SmscStatsToPostgresOperator
+    from smsc_hook.client.hook import SmscHook, StatReply
+    from smsc_hook.client.models import StatRow
 
 
 def __getattr__(name: str) -> Any:

@@ -37,9 +37,9 @@ from devtools.reliability.harness import (
     local_today,
 )
 from devtools.simulator_process import RunningSimulator, running_simulator
-from smsc_hook.exceptions import SmscApiError, SmscReplyError
-from smsc_hook.models import StatRow
-from smsc_hook.parsing import parse_stat_reply
+from smsc_hook.client.exceptions import SmscApiError, SmscReplyError
+from smsc_hook.client.models import StatRow
+from smsc_hook.client.parsing import parse_stat_reply
 from tests.test_parsing import CHARSETS, FORMATS, JSON, XML, arbitrary_bodies, edits, replies
 
 CASE = "5 bad input"

@@ -45,8 +45,8 @@ from devtools.reliability.harness import (
 from devtools.simulator_process import running_simulator
 from simulator.config import SimulatorConfig
 from simulator.truth import window_rows
-from smsc_hook.reconciliation import months_to_reconcile
-from smsc_hook.windows import latest_complete_day, zone
+from smsc_hook.airflow.windows import latest_complete_day, zone
+from smsc_hook.checks.reconciliation import months_to_reconcile
 
 CASE = "3 two deployments"
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(900)]

@@ -26,7 +26,7 @@ from devtools import postgres
 from devtools.reliability.harness import CaseFigures
 from devtools.reliability.thirdparty import RecordingServer, http_reply, recording_server
 from devtools.simulator_process import RunningSimulator, running_simulator
-from smsc_hook.migrations import apply_migrations
+from smsc_hook.warehouse.migrations import apply_migrations
 
 CASE = "9 hostile server"
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(300)]

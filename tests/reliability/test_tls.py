@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import pytest
 
 from devtools.reliability.harness import CaseFigures
-from smsc_hook.exceptions import SmscConfigError, SmscTransportError
-from smsc_hook.hook import SmscHook
+from smsc_hook.client.exceptions import SmscConfigError, SmscTransportError
+from smsc_hook.client.hook import SmscHook
 from tests.test_hook import _FixedReply, _self_signed
 
 CASE = "6 TLS"

@@ -14,8 +14,8 @@ from datetime import date, datetime, time, timedelta
 
 from airflow.sdk import DAG, task
 
-from smsc_hook.timetable import SmscDailyTimetable
-from smsc_hook.windows import local_day, zone
+from smsc_hook.airflow.timetable import SmscDailyTimetable
+from smsc_hook.airflow.windows import local_day, zone
 
 TIMEZONE = os.environ.get("SMSC_TIMEZONE", "Europe/Moscow")
 START = date.fromisoformat(os.environ.get("SMSC_START_DATE", "2026-01-01"))
@@ -34,9 +34,9 @@ with DAG(
     @task
     def load_day(data_interval_start: datetime | None = None) -> int:
         """Fetch the run's day and store it; SMSC's error 9 simply fails the try."""
-        from smsc_hook.db import make_engine, warehouse_url
-        from smsc_hook.hook import SmscHook
-        from smsc_hook.warehouse import Warehouse
+        from smsc_hook.client.hook import SmscHook
+        from smsc_hook.warehouse.engine import make_engine, warehouse_url
+        from smsc_hook.warehouse.writer import Warehouse
 
         assert data_interval_start is not None
         day = local_day(data_interval_start, zone(TIMEZONE))

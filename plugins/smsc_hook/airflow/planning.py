@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.reconciliation import months_to_reconcile
-from smsc_hook.settings import BOOTSTRAP_VARIABLE, AccountConfig, PipelineSettings
-from smsc_hook.windows import days_to_load, local_day, zone
+from smsc_hook.airflow.settings import BOOTSTRAP_VARIABLE, AccountConfig, PipelineSettings
+from smsc_hook.airflow.windows import days_to_load, local_day, zone
+from smsc_hook.checks.reconciliation import months_to_reconcile
+from smsc_hook.client.exceptions import SmscConfigError
 
 SCHEDULED = "scheduled"
 log = logging.getLogger(__name__)
@@ -101,9 +101,9 @@ def check_gaps(
     """
     if not is_scheduled(context):
         return "skipped: not a scheduled run"
-    from smsc_hook.db import make_engine, warehouse_url
-    from smsc_hook.gaps import SmscGapsError, backfill_in_progress, check_no_old_gaps
-    from smsc_hook.hook import SmscHook
+    from smsc_hook.checks.gaps import SmscGapsError, backfill_in_progress, check_no_old_gaps
+    from smsc_hook.client.hook import SmscHook
+    from smsc_hook.warehouse.engine import make_engine, warehouse_url
 
     key = SmscHook(account.conn_id).settings.account
     oldest_allowed = run_day(context, settings) - timedelta(days=settings.lookback_days)
@@ -172,8 +172,8 @@ def verify_reconciliations(
     checks: Sequence[Mapping[str, Any]], settings: PipelineSettings
 ) -> list[str]:
     """Second check of every month that differed, now its days were re-fetched."""
-    from smsc_hook.db import make_engine, warehouse_url
-    from smsc_hook.reconciliation import verify_month
+    from smsc_hook.checks.reconciliation import verify_month
+    from smsc_hook.warehouse.engine import make_engine, warehouse_url
 
     results = []
     engine = make_engine(warehouse_url(settings.warehouse_conn_id))

@@ -37,7 +37,7 @@ CREATE TABLE smsc.schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE smsc.schema_migrations IS
-    'SQL files from sql/ applied to this database by smsc_hook.migrations, one row each.';
+    'SQL files from sql/ applied to this database by smsc_hook.warehouse.migrations, one row each.';
 COMMENT ON COLUMN smsc.schema_migrations.version IS 'Number the file name starts with.';
 COMMENT ON COLUMN smsc.schema_migrations.name IS 'File name, e.g. 001_stat_tables.sql.';
 COMMENT ON COLUMN smsc.schema_migrations.checksum IS
@@ -76,10 +76,10 @@ def default_sql_dir() -> Path:
     configured = os.environ.get(SQL_DIR_ENV)
     if configured:
         return Path(configured)
-    packaged = resources.files("smsc_hook") / "sql"
+    packaged = resources.files("smsc_hook.warehouse") / "sql"
     if isinstance(packaged, Path) and packaged.is_dir():
         return packaged.resolve()
-    return Path(__file__).resolve().parents[2] / "sql"
+    return Path(__file__).resolve().parents[3] / "sql"
 
 
 def discover_migrations(sql_dir: Path | None = None) -> list[Migration]:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import date, time, timedelta
 from typing import TypeVar
 
-from smsc_hook.exceptions import SmscConfigError
-from smsc_hook.pacing import DEFAULT_LIMIT, DEFAULT_WINDOW, IP_BLOCK_PAUSE, RateLimit
-from smsc_hook.retry import BACKOFF_START
-from smsc_hook.windows import DEFAULT_LOOKBACK_DAYS, check_lookback, parse_run_at, zone
+from smsc_hook.airflow.retry import BACKOFF_START
+from smsc_hook.airflow.windows import DEFAULT_LOOKBACK_DAYS, check_lookback, parse_run_at, zone
+from smsc_hook.client.exceptions import SmscConfigError
+from smsc_hook.warehouse.ledger import DEFAULT_LIMIT, DEFAULT_WINDOW, IP_BLOCK_PAUSE, RateLimit
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from smsc_hook.planning import pool_in_use
+from smsc_hook.airflow.planning import pool_in_use
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -12,27 +12,27 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from sqlalchemy import Engine
 
-from smsc_hook.db import make_engine, warehouse_url
-from smsc_hook.exceptions import SmscConfigError, SmscDisputedReplyError
-from smsc_hook.hook import SmscHook, StatReply
-from smsc_hook.migrations import pending_migrations
-from smsc_hook.pacing import (
+from smsc_hook.airflow.retry import SmscRetryPolicy
+from smsc_hook.airflow.windows import local_day, zone
+from smsc_hook.checks.reconciliation import check_month, month_days
+from smsc_hook.client.exceptions import SmscConfigError, SmscDisputedReplyError
+from smsc_hook.client.hook import SmscHook, StatReply
+from smsc_hook.warehouse.engine import make_engine, warehouse_url
+from smsc_hook.warehouse.ledger import (
     DEFAULT_LIMIT,
     DEFAULT_WINDOW,
     IP_BLOCK_PAUSE,
     LedgerPacer,
     RateLimit,
 )
-from smsc_hook.reconciliation import check_month, month_days
-from smsc_hook.retry import SmscRetryPolicy
-from smsc_hook.warehouse import (
+from smsc_hook.warehouse.migrations import pending_migrations
+from smsc_hook.warehouse.writer import (
     LoadResult,
     RemovalNeedsWitness,
     Warehouse,
     latest_begun_day,
     same_rows,
 )
-from smsc_hook.windows import local_day, zone
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -197,7 +197,8 @@ class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
 
     The call waits for a slot in the warehouse's API call ledger (``rate_limit`` calls per
     ``rate_window`` per account, across every worker), then the day's rows replace the
-    stored ones in one transaction. Retries follow :class:`~smsc_hook.retry.SmscRetryPolicy`.
+    stored ones in one transaction. Retries follow
+    :class:`~smsc_hook.airflow.retry.SmscRetryPolicy`.
 
     :param day: ``YYYY-MM-DD`` (templated); default: the local day of the run's data
         interval in ``timezone`` (default: the DAG's time zone).
@@ -261,7 +262,7 @@ class SmscReconcileMonthOperator(_SmscWarehouseOperator):
     complete month costs one paced call; the check goes to ``smsc.reconciliation_check``
     (and ``smsc.reconciliation`` per login). On a difference the task returns the month's
     days, which the DAG re-fetches as separate, lower-priority mapped tasks (so the pool
-    slot is given back between days) before :func:`~smsc_hook.reconciliation.verify_month`.
+    slot is given back between days) before :func:`~smsc_hook.checks.reconciliation.verify_month`.
 
     :param month: ``YYYY-MM`` (templated).
     :param timezone: the account's zone, which decides whether the month has ended.

@@ -6,18 +6,18 @@ from datetime import datetime, time
 
 from airflow.sdk import DAG, Asset, task
 
-from smsc_hook.operator import (
+from smsc_hook.airflow.operators import (
     DEFAULT_RETRIES,
     LOAD_PRIORITY,
     RECONCILE_PRIORITY,
     SmscReconcileMonthOperator,
     SmscStatsToPostgresOperator,
 )
-from smsc_hook.retry import SmscRetryPolicy
-from smsc_hook.sensors import SmscPoolSensor
-from smsc_hook.settings import AccountConfig, PipelineSettings
-from smsc_hook.timetable import SmscDailyTimetable
-from smsc_hook.windows import zone
+from smsc_hook.airflow.retry import SmscRetryPolicy
+from smsc_hook.airflow.sensors import SmscPoolSensor
+from smsc_hook.airflow.settings import AccountConfig, PipelineSettings
+from smsc_hook.airflow.timetable import SmscDailyTimetable
+from smsc_hook.airflow.windows import zone
 
 #: BI refresh DAGs can schedule on this asset: it is updated when a run's days have landed.
 DAILY_STATS = Asset(name="smsc.daily_stats", uri="postgres://smsc-warehouse/smsc/smsc/daily_stats")
@@ -87,7 +87,7 @@ def build_dag(settings: PipelineSettings, account: AccountConfig) -> DAG:
         @task
         def plan_days(**context: object) -> list[dict[str, object]]:
             """The run's day (+ lookback days for scheduled runs) for each series."""
-            from smsc_hook.planning import plan_loads
+            from smsc_hook.airflow.planning import plan_loads
 
             return plan_loads(context, settings, account)
 
@@ -109,14 +109,14 @@ def build_dag(settings: PipelineSettings, account: AccountConfig) -> DAG:
         @task
         def check_gaps(**context: object) -> str:
             """Scheduled runs: fail when days older than the lookback were never loaded."""
-            from smsc_hook.planning import check_gaps as check
+            from smsc_hook.airflow.planning import check_gaps as check
 
             return check(context, settings, account)
 
         @task
         def plan_reconciliation(**context: object) -> list[dict[str, object]]:
             """Months that close in this scheduled run (usually none)."""
-            from smsc_hook.planning import plan_reconciliations
+            from smsc_hook.airflow.planning import plan_reconciliations
 
             return plan_reconciliations(context, settings, account)
 
@@ -131,7 +131,7 @@ def build_dag(settings: PipelineSettings, account: AccountConfig) -> DAG:
         @task
         def plan_refetch(checks: list[dict[str, object]]) -> list[dict[str, object]]:
             """Every day of each month whose total differed (usually none)."""
-            from smsc_hook.planning import plan_refetches
+            from smsc_hook.airflow.planning import plan_refetches
 
             return plan_refetches([checks[i] for i in range(len(checks))])
 
@@ -146,7 +146,7 @@ def build_dag(settings: PipelineSettings, account: AccountConfig) -> DAG:
         @task
         def verify_reconciliation(checks: list[dict[str, object]]) -> list[str]:
             """Compare the re-fetched months with SMSC's recorded totals again (no call)."""
-            from smsc_hook.planning import verify_reconciliations
+            from smsc_hook.airflow.planning import verify_reconciliations
 
             return verify_reconciliations([checks[i] for i in range(len(checks))], settings)
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from smsc_hook.timetable import SmscDailyTimetable
+from smsc_hook import timetable as timetable_0_1
+from smsc_hook.airflow.timetable import SmscDailyTimetable
 
 #: The entry point that registers this plugin when the package is installed.
-ENTRY_POINT = "smsc_hook.airflow_plugin:SmscPlugin"
+ENTRY_POINT = "smsc_hook.airflow.plugin:SmscPlugin"
 
 
 class SmscPlugin(AirflowPlugin):
     name = "smsc"
-    timetables = [SmscDailyTimetable]
+    # The 0.1 path too: DAG versions serialized by 0.1 name it.
+    timetables = [SmscDailyTimetable, timetable_0_1.SmscDailyTimetable]
 
 
 def installed() -> bool:

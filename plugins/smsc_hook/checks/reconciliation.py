@@ -18,9 +18,9 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, text
 
-from smsc_hook.exceptions import SmscConfigError, SmscFatalError
-from smsc_hook.models import StatRow
-from smsc_hook.warehouse import Warehouse, latest_begun_day
+from smsc_hook.client.exceptions import SmscConfigError, SmscFatalError
+from smsc_hook.client.models import StatRow
+from smsc_hook.warehouse.writer import Warehouse, latest_begun_day
 
 ZERO = Decimal(0)
 

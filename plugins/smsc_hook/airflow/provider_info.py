@@ -17,11 +17,11 @@ def get_provider_info() -> dict[str, Any]:
         "description": "SMSC (smsc.ru / smscentre.com) sending statistics into PostgreSQL.",
         "versions": [__version__],
         # Airflow 3.2+: `airflow smsc bootstrap|gaps|probe`.
-        "cli": ["smsc_hook.cli.get_cli_commands"],
+        "cli": ["smsc_hook.airflow.cli.get_cli_commands"],
         "connection-types": [
             {
                 "connection-type": "smsc",
-                "hook-class-name": "smsc_hook.hook.SmscHook",
+                "hook-class-name": "smsc_hook.client.hook.SmscHook",
                 "hook-name": "SMSC",
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port"],

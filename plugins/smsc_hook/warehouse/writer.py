@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 
-from smsc_hook.models import StatRow
+from smsc_hook.client.models import StatRow
 
 SERIES = frozenset({"main", "balance2"})
 REPLY_FORMATS = frozenset({0, 1, 2, 3})

@@ -21,8 +21,8 @@ import urllib3
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
-from smsc_hook.connection import SmscSettings, settings_from_connection
-from smsc_hook.exceptions import (
+from smsc_hook.client.connection import SmscSettings, settings_from_connection
+from smsc_hook.client.exceptions import (
     SmscApiError,
     SmscConfigError,
     SmscError,
@@ -30,9 +30,9 @@ from smsc_hook.exceptions import (
     SmscTransportError,
     api_error,
 )
-from smsc_hook.models import StatRow
-from smsc_hook.parsing import parse_stat_reply
-from smsc_hook.transport import (
+from smsc_hook.client.models import StatRow
+from smsc_hook.client.parsing import parse_stat_reply
+from smsc_hook.client.transport import (
     ACCEPT_ENCODING,
     BadEncoding,
     Deadline,
@@ -228,10 +228,10 @@ class SmscHook(BaseHook):
         # Imported here: the hook speaks HTTP; only this button borrows the warehouse.
         from sqlalchemy.exc import SQLAlchemyError
 
-        from smsc_hook.db import make_engine, warehouse_url
-        from smsc_hook.migrations import pending_migrations
-        from smsc_hook.pacing import IP_BLOCK_PAUSE, LedgerPacer, RateLimit
-        from smsc_hook.settings import DEFAULT_WAREHOUSE_CONN_ID, PipelineSettings
+        from smsc_hook.airflow.settings import DEFAULT_WAREHOUSE_CONN_ID, PipelineSettings
+        from smsc_hook.warehouse.engine import make_engine, warehouse_url
+        from smsc_hook.warehouse.ledger import IP_BLOCK_PAUSE, LedgerPacer, RateLimit
+        from smsc_hook.warehouse.migrations import pending_migrations
 
         conn_id = os.environ.get("SMSC_WAREHOUSE_CONN_ID", "").strip() or DEFAULT_WAREHOUSE_CONN_ID
         engine = None

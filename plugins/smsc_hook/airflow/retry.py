@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from smsc_hook.exceptions import (
+from smsc_hook.client.exceptions import (
     SmscFatalError,
     SmscIpBlockedError,
     SmscRateLimitedError,

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
-from smsc_hook.exceptions import SmscAuthError, SmscConfigError, SmscIpBlockedError
+from smsc_hook.client.exceptions import SmscAuthError, SmscConfigError, SmscIpBlockedError
 
 log = logging.getLogger(__name__)
 

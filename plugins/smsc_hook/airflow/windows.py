@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from smsc_hook.exceptions import SmscConfigError
+from smsc_hook.client.exceptions import SmscConfigError
 
 #: Scheduled runs re-fetch this many earlier days to pick up late changes.
 DEFAULT_LOOKBACK_DAYS = 3

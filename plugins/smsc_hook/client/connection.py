@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import idna
 
-from smsc_hook.exceptions import SmscConfigError
+from smsc_hook.client.exceptions import SmscConfigError
 
 DEFAULT_HOST = "smsc.ru"
 SUPPORTED_FORMATS = (0, 1, 2, 3)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL, make_url
 
-from smsc_hook.exceptions import SmscConfigError
+from smsc_hook.client.exceptions import SmscConfigError
 
 DRIVER = "postgresql+psycopg2"
 #: libpq options a connection's extras carry through to psycopg2. ``PostgresHook`` puts them

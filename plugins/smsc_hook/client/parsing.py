@@ -12,8 +12,13 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import NoReturn
 
-from smsc_hook.exceptions import SmscConfigError, SmscReplyError, SmscReplyValueError, api_error
-from smsc_hook.models import StatRow
+from smsc_hook.client.exceptions import (
+    SmscConfigError,
+    SmscReplyError,
+    SmscReplyValueError,
+    api_error,
+)
+from smsc_hook.client.models import StatRow
 
 __all__ = ["FIELDS", "MAX_AMOUNT_PLACES", "MAX_CNT", "MAX_LOGIN_LENGTH", "parse_stat_reply"]
 
