@@ -1,4 +1,5 @@
-"""A local stand-in for SMSC's ``get_stat`` with the real server's limits, faults and truth."""
+"""A local stand-in for SMSC's ``get_stat`` (and ``users.php?get_stat`` for resellers) with
+the real server's limits, faults and truth."""
 
 from simulator.config import (
     DEFAULT_ACCOUNTS,
@@ -10,7 +11,7 @@ from simulator.config import (
 from simulator.control import SimulatorControl, SimulatorControlError
 from simulator.faults import FaultSpec
 from simulator.server import SimulatorServer, start_in_thread
-from simulator.truth import Override, Row, moscow_today, window_rows
+from simulator.truth import Override, Row, moscow_today, subclient_rows, window_rows
 
 __all__ = [
     "DEFAULT_ACCOUNTS",
@@ -26,5 +27,6 @@ __all__ = [
     "load_accounts",
     "moscow_today",
     "start_in_thread",
+    "subclient_rows",
     "window_rows",
 ]

@@ -34,7 +34,12 @@ def parse_args(argv: list[str] | None = None) -> SimulatorConfig:
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--accounts", metavar="FILE", help="JSON list of accounts")
-    parser.add_argument("--rate-limit", type=int, default=3, help="get_stat calls per window")
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=3,
+        help="statistics calls (get.php and users.php together) per window",
+    )
     parser.add_argument("--rate-window", type=float, default=60.0, help="seconds")
     parser.add_argument(
         "--time-scale", type=float, default=1.0, help="multiplies rate window and IP-block times"

@@ -45,6 +45,13 @@ class Account:
     currency: str = "RUB"
     #: No traffic before this day; it also bounds the work of open-ended windows.
     opened: date = date(2000, 1, 1)
+    #: Whether ``users.php`` serves this account; None: when it has subclients.
+    reseller: bool | None = None
+    #: Subclients with their own balance (``users.php`` ``reseller=1``); the others use the
+    #: main account's balance (``reseller=0``).
+    independent: tuple[str, ...] = ()
+    #: Deleted subclients: their past traffic stays, ``hide_deleted=1`` leaves them out.
+    deleted: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.login or not self.password:
@@ -53,6 +60,17 @@ class Account:
             raise ValueError(f"unknown currency {self.currency!r}; known: {sorted(RUR_RATES)}")
         if self.login in self.subclients or len(set(self.subclients)) != len(self.subclients):
             raise ValueError(f"subclients of {self.login!r} must be unique and not the account")
+        for name in ("independent", "deleted"):
+            stray = sorted(set(getattr(self, name)) - set(self.subclients))
+            if stray:
+                raise ValueError(f"{name} of {self.login!r} must be subclients, not {stray}")
+        if self.reseller is False and self.subclients:
+            raise ValueError(f"{self.login!r} has subclients, so it is a reseller")
+
+    @property
+    def is_reseller(self) -> bool:
+        """Whether ``users.php?get_stat`` answers this account (else an error)."""
+        return bool(self.subclients) if self.reseller is None else self.reseller
 
     @property
     def logins(self) -> tuple[str, ...]:
@@ -63,6 +81,7 @@ class Account:
     def from_json(cls, obj: Mapping[str, Any]) -> Account:
         """Build an account from the JSON shape used by ``--accounts``."""
         known = {"login", "password", "apikey", "subclients", "currency", "opened"}
+        known |= {"reseller", "independent", "deleted"}
         unknown = set(obj) - known
         if unknown:
             raise ValueError(f"unknown account keys: {sorted(unknown)}")
@@ -74,6 +93,9 @@ class Account:
             subclients=tuple(str(s) for s in obj.get("subclients", ())),
             currency=str(obj.get("currency", "RUB")),
             opened=date.fromisoformat(opened) if opened else date(2000, 1, 1),
+            reseller=None if obj.get("reseller") is None else bool(obj["reseller"]),
+            independent=tuple(str(s) for s in obj.get("independent", ())),
+            deleted=tuple(str(s) for s in obj.get("deleted", ())),
         )
 
 

@@ -129,3 +129,28 @@ class SimulatorControl:
         )
         rows = self._call("GET", "truth", query=query)
         return [{**r, "credit": Decimal(r["credit"]), "debit": Decimal(r["debit"])} for r in rows]
+
+    def subclients_truth(
+        self,
+        account: str,
+        start: date,
+        end: date,
+        *,
+        reseller: int = 0,
+        hide_deleted: bool = False,
+        mycur: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Rows users.php?get_stat would answer now (one per subclient of that kind)."""
+        query = urlencode(
+            {
+                "source": "subclients",
+                "account": account,
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "reseller": int(reseller),
+                "hide_deleted": int(hide_deleted),
+                "mycur": int(mycur),
+            }
+        )
+        rows = self._call("GET", "truth", query=query)
+        return [{**r, "credit": Decimal(r["credit"]), "debit": Decimal(r["debit"])} for r in rows]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from xml.sax.saxutils import escape
 
@@ -19,8 +19,15 @@ ERRORS: dict[int, str] = {
     2: "authorise error",
     3: "not enough money",
     4: "IP is blocked",
+    #: What the simulator answers a non-reseller on users.php (the real code is unknown).
+    6: "access denied",
     9: "too many requests",
 }
+#: The users.php?get_stat error for an account that is not a reseller (an assumption).
+NOT_RESELLER = 6
+
+#: Extra columns of a row by name, as text (users.php rows carry ``user_id``).
+Extra = Callable[[Row], Mapping[str, str]]
 
 _CONTENT_TYPES = {0: "text/plain", 1: "text/plain", 2: "text/xml", 3: "application/json"}
 
@@ -45,7 +52,11 @@ def _varying(amount: Decimal, position: int) -> Decimal:
     return short.quantize(Decimal("0.0001")) if position % 2 else short
 
 
-def _json_item(r: Row, position: int, dialect: str) -> dict[str, str]:
+def _no_extra(r: Row) -> Mapping[str, str]:
+    return {}
+
+
+def _json_item(r: Row, position: int, dialect: str, extra: Extra) -> dict[str, str]:
     """One row as JSON value texts, by key."""
     if dialect == "numbers":
         credit, debit = (str(_varying(r[k], position)) for k in ("credit", "debit"))
@@ -58,13 +69,14 @@ def _json_item(r: Row, position: int, dialect: str) -> dict[str, str]:
         "credit": credit,
         "debit": debit,
         "currency": json.dumps(r["currency"]),
+        **{k: json.dumps(v) for k, v in extra(r).items()},
     }
 
 
-def _json_text(rows: Sequence[Row], dialect: str) -> str:
+def _json_text(rows: Sequence[Row], dialect: str, extra: Extra) -> str:
     objects = [
         "{\n"
-        + ",\n".join(f'    "{k}": {v}' for k, v in _json_item(r, i, dialect).items())
+        + ",\n".join(f'    "{k}": {v}' for k, v in _json_item(r, i, dialect, extra).items())
         + "\n  }"
         for i, r in enumerate(rows)
     ]
@@ -74,16 +86,24 @@ def _json_text(rows: Sequence[Row], dialect: str) -> str:
 
 
 def success_text(
-    rows: Sequence[Row], fmt: int, charset: str, dialect: str = DEFAULT_DIALECT
+    rows: Sequence[Row],
+    fmt: int,
+    charset: str,
+    dialect: str = DEFAULT_DIALECT,
+    extra: Extra = _no_extra,
 ) -> str:
-    """A statistics reply as text, before encoding, in ``dialect``'s layout."""
+    """A statistics reply as text, before encoding, in ``dialect``'s layout.
+
+    ``extra`` adds named columns after the five fields (fmt 0, 2, 3); the comma format
+    (fmt 1) has no names, so it stays at exactly the five.
+    """
     if dialect == "numbers":
         rows = [
             {**r, "credit": _varying(r["credit"], i), "debit": _varying(r["debit"], i)}
             for i, r in enumerate(rows)
         ]
     if fmt == 3 and dialect != DEFAULT_DIALECT:
-        return _json_text(rows, dialect)
+        return _json_text(rows, dialect, extra)
     if fmt == 3:
         items = [
             {
@@ -92,6 +112,7 @@ def success_text(
                 "credit": str(r["credit"]),
                 "debit": str(r["debit"]),
                 "currency": r["currency"],
+                **extra(r),
             }
             for r in rows
         ]
@@ -106,6 +127,7 @@ def success_text(
             f"<login>{escape(r['login'])}</login><cnt>{r['cnt']}</cnt>"
             f"<credit>{r['credit']}</credit><debit>{r['debit']}</debit>"
             f"<currency>{escape(r['currency'])}</currency>"
+            + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in extra(r).items())
             for r in rows
         ]
         if dialect == "flat-xml":
@@ -118,7 +140,9 @@ def success_text(
         return f"{declaration}<result>\n{stats}</result>"
     return "".join(
         f"login = {r['login']}, cnt = {r['cnt']}, credit = {r['credit']}, "
-        f"debit = {r['debit']}, currency = {r['currency']}\n"
+        f"debit = {r['debit']}, currency = {r['currency']}"
+        + "".join(f", {k} = {v}" for k, v in extra(r).items())
+        + "\n"
         for r in rows
     )
 

@@ -1,4 +1,5 @@
-"""The simulator's HTTP side: ``/sys/get.php`` with the real server's rules, and ``/_control/``."""
+"""The simulator's HTTP side: ``/sys/get.php`` and ``/sys/users.php?get_stat`` with the real
+server's rules (one rate budget for both), and ``/_control/``."""
 
 from __future__ import annotations
 
@@ -28,15 +29,27 @@ from simulator.replies import (
     CHARSETS,
     DEFAULT_CHARSET,
     FORMATS,
+    NOT_RESELLER,
     content_type,
     dialect_rows,
     encode,
     error_text,
     success_text,
 )
-from simulator.truth import Override, OverrideKey, Row, moscow_today, window_rows
+from simulator.truth import (
+    Override,
+    OverrideKey,
+    Row,
+    moscow_today,
+    subclient_id,
+    subclient_rows,
+    window_rows,
+)
 
 API_PATH = "/sys/get.php"
+#: SMSC's subclient API; only ``get_stat=1`` is served (other commands: error 1).
+USERS_PATH = "/sys/users.php"
+API_PATHS = (API_PATH, USERS_PATH)
 CONTROL_PREFIX = "/_control/"
 SECRET_PARAMS = frozenset({"psw", "apikey", "password"})
 MASK = "***"
@@ -230,6 +243,36 @@ class SimulatorState:
         )
         return dialect_rows(rows, self.config.dialect)
 
+    def subclient_rows(
+        self,
+        account: str,
+        start: date,
+        end: date,
+        *,
+        reseller: int,
+        hide_deleted: bool,
+        balance2: bool,
+        mycur: bool,
+        user: str | None = None,
+    ) -> list[Row]:
+        """What users.php?get_stat reports for the window right now (configured dialect)."""
+        with self._lock:
+            overrides = dict(self._overrides)
+        rows = subclient_rows(
+            self.config,
+            account,
+            start,
+            end,
+            reseller=reseller,
+            hide_deleted=hide_deleted,
+            balance2=balance2,
+            mycur=mycur,
+            user=user,
+            today=self.today(),
+            overrides=overrides,
+        )
+        return dialect_rows(rows, self.config.dialect)
+
     def reset(self) -> None:
         """Back to a fresh start: no limits, blocks, faults, log or revisions."""
         self.faults.clear()
@@ -241,8 +284,14 @@ class SimulatorState:
             self._blocked_until.clear()
 
     # -- the API --------------------------------------------------------------
-    def answer(self, params: dict[str, str], ip: str, dry: bool = False) -> Reply:
-        """The reply to one get.php call; ``dry`` answers without counting anything."""
+    def answer(
+        self, params: dict[str, str], ip: str, dry: bool = False, path: str = API_PATH
+    ) -> Reply:
+        """The reply to one get.php or users.php call; ``dry`` answers without counting.
+
+        Both paths share one rate budget per account, as SMSC is assumed to count its
+        statistics requests together.
+        """
         fmt = _fmt(params)
         charset = _charset(params)
         fmt_for_errors = 0 if fmt is None else fmt
@@ -263,6 +312,8 @@ class SimulatorState:
             return error(2)
         if not dry and not self.admit(account.login):
             return error(9, account.login)
+        if path == USERS_PATH and not account.is_reseller:
+            return error(NOT_RESELLER, account.login)
         try:
             if fmt is None:
                 raise ParamsError("bad fmt")
@@ -273,15 +324,59 @@ class SimulatorState:
             if end is not None and end < start:
                 raise ParamsError("end before start")
             balance2, mycur = _flag(params, "balance2"), _flag(params, "mycur")
+            if path == USERS_PATH:
+                reseller, hide_deleted = _flag(params, "reseller"), _flag(params, "hide_deleted")
+                user = params.get("user") or None
+                if user is not None and user not in account.subclients:
+                    raise ParamsError(f"no subclient {user!r}")
         except ParamsError:
             return error(1, account.login)
         last = end or max(start, self.today())
+        if path == USERS_PATH:
+            return self._subclients_reply(
+                account, start, last, fmt, charset, int(reseller), hide_deleted, balance2,
+                mycur, user,
+            )  # fmt: skip
         rows = self.rows(account.login, start, last, balance2, mycur)
         if last > start and self.config.range_bias_cnt and rows:
             rows[0] = {**rows[0], "cnt": max(rows[0]["cnt"] + self.config.range_bias_cnt, 0)}
         body = encode(success_text(rows, fmt, charset, self.config.dialect), fmt, charset)
         outcome = {"outcome": "ok", "rows": len(rows)}
         return Reply(200, body, content_type(fmt, charset), outcome, account.login)
+
+    def _subclients_reply(
+        self,
+        account: Account,
+        start: date,
+        last: date,
+        fmt: int,
+        charset: str,
+        reseller: int,
+        hide_deleted: bool,
+        balance2: bool,
+        mycur: bool,
+        user: str | None,
+    ) -> Reply:
+        rows = self.subclient_rows(
+            account.login,
+            start,
+            last,
+            reseller=reseller,
+            hide_deleted=hide_deleted,
+            balance2=balance2,
+            mycur=mycur,
+            user=user,
+        )
+        seed = self.config.seed
+
+        def extra(row: Row) -> dict[str, str]:
+            # A column get.php rows lack: the parser must keep it out of the rows.
+            return {"user_id": str(subclient_id(seed, account.login, row["login"]))}
+
+        text = success_text(rows, fmt, charset, self.config.dialect, extra)
+        outcome = {"outcome": "ok", "rows": len(rows)}
+        return Reply(200, encode(text, fmt, charset), content_type(fmt, charset), outcome,
+                     account.login)  # fmt: skip
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -353,7 +448,7 @@ class Handler(BaseHTTPRequestHandler):
             "end": params.get("end"),
             "fmt": params.get("fmt"),
         }
-        if path != API_PATH or method not in ("GET", "POST"):
+        if path not in API_PATHS or method not in ("GET", "POST"):
             self.state.record({**entry, "outcome": "not_found"})
             self._send(404, b"<html><body><h1>404 Not Found</h1></body></html>", "text/html")
             return
@@ -364,15 +459,16 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None:
             self.server.stopping.wait(fault.wait)
             entry["fault"] = "latency"
-        reply = self.state.answer(params, self.client_address[0])
+        reply = self.state.answer(params, self.client_address[0], path=path)
         self.state.record({**entry, "account": reply.account, **reply.outcome})
         self._send(reply.status, reply.body, reply.content_type)
 
     def _fault(self, fault: FaultSpec, params: dict[str, str], entry: dict[str, Any]) -> None:
         """Misbehave like a network, proxy or overloaded server would."""
         self.state.record({**entry, "outcome": "fault", "fault": fault.kind})
+        path = str(entry["path"])
         if fault.kind in HOSTILE:
-            honest = self.state.answer(params, self.client_address[0], dry=True)
+            honest = self.state.answer(params, self.client_address[0], dry=True, path=path)
             serve_hostile(
                 self,
                 fault,
@@ -380,7 +476,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.stopping,
                 fmt=_fmt(params) or 0,
                 login=params.get("login") or "demo",
-                api_path=API_PATH,
+                api_path=path,
             )
         elif fault.kind == "timeout":
             self.server.stopping.wait(fault.wait)
@@ -398,7 +494,7 @@ class Handler(BaseHTTPRequestHandler):
         elif fault.kind == "html":
             self._send(200, _HTML_PAGE.encode(), "text/html")
         elif fault.kind == "truncated":
-            reply = self.state.answer(params, self.client_address[0], dry=True)
+            reply = self.state.answer(params, self.client_address[0], dry=True, path=path)
             self._send(reply.status, reply.body[: len(reply.body) // 2], reply.content_type)
         else:  # error
             fmt = _fmt(params) or 0
@@ -455,6 +551,17 @@ class Handler(BaseHTTPRequestHandler):
         if route == ("POST", "revise"):
             self._revise(payload)
             return {"ok": True}
+        if route == ("GET", "truth") and query.get("source") == "subclients":
+            rows = state.subclient_rows(
+                query["account"],
+                date.fromisoformat(query["start"]),
+                date.fromisoformat(query["end"]),
+                reseller=int(query.get("reseller", "0") == "1"),
+                hide_deleted=query.get("hide_deleted", "0") == "1",
+                balance2=query.get("balance2", "0") == "1",
+                mycur=query.get("mycur", "1") == "1",
+            )
+            return [{**r, "credit": str(r["credit"]), "debit": str(r["debit"])} for r in rows]
         if route == ("GET", "truth"):
             rows = state.rows(
                 query["account"],

@@ -1,4 +1,5 @@
-"""Deterministic ground truth: what get_stat reports for any account, login, day and window.
+"""Deterministic ground truth: what get_stat (get.php, and users.php for a reseller's
+subclients) reports for any account, login, day and window.
 
 Pure functions of (config, overrides, today) so tests can compute the expected rows
 without asking the server. Daily figures come from SHA-256 of the seed and the key,
@@ -171,12 +172,13 @@ def window_rows(
     *,
     today: date | None = None,
     overrides: Overrides | None = None,
+    everyone: bool = False,
 ) -> list[Row]:
     """The rows get_stat answers for ``start..end`` (inclusive), main login first.
 
     Each day is converted and rounded on its own before summing, so a window's total is
     exactly the sum of its days' totals. Subclients without messages in the window are
-    left out; the main login is always there.
+    left out (``everyone``: kept); the main login is always there.
     """
     acc = config.account(account)
     today = today or config.today or moscow_today()
@@ -197,9 +199,62 @@ def window_rows(
             cnt += fig.cnt
             credit += convert(fig.credit, acc.currency, mycur)
             debit += convert(fig.debit, acc.currency, mycur)
-        if login == acc.login or cnt > 0:
+        if everyone or login == acc.login or cnt > 0:
             rows.append(Row(login=login, cnt=cnt, credit=credit, debit=debit, currency=currency))
     return rows
+
+
+def subclient_id(seed: int, account: str, login: str) -> int:
+    """The subclient's fixed ``user_id`` (an extra column of users.php rows), 6 digits."""
+    return 100_000 + _draws(seed, "user_id", account, login)[0] % 900_000
+
+
+def subclients_of(acc: Account, reseller: int, hide_deleted: bool) -> tuple[str, ...]:
+    """The subclients users.php lists: of the balance kind asked for, deleted ones unless hidden."""
+    independent = set(acc.independent)
+    return tuple(
+        login
+        for login in sorted(acc.subclients)
+        if (login in independent) == bool(reseller) and not (hide_deleted and login in acc.deleted)
+    )
+
+
+def subclient_rows(
+    config: SimulatorConfig,
+    account: str,
+    start: date,
+    end: date,
+    *,
+    reseller: int = 0,
+    hide_deleted: bool = False,
+    balance2: bool = False,
+    mycur: bool = True,
+    user: str | None = None,
+    today: date | None = None,
+    overrides: Overrides | None = None,
+) -> list[Row]:
+    """The rows users.php?get_stat answers for ``start..end``: one per subclient, by login.
+
+    Each subclient's figures are the ones get.php reports for it (the same truth, the
+    same revisions); unlike get.php, every listed subclient has a row, traffic or not.
+    """
+    acc = config.account(account)
+    logins = subclients_of(acc, reseller, hide_deleted)
+    if user is not None:
+        logins = tuple(login for login in logins if login == user)
+    rows = window_rows(
+        config,
+        account,
+        start,
+        end,
+        balance2,
+        mycur,
+        today=today,
+        overrides=overrides,
+        everyone=True,
+    )
+    by_login = {row["login"]: row for row in rows}
+    return [by_login[login] for login in logins]
 
 
 def _days(first: date, last: date) -> list[date]:

@@ -73,7 +73,11 @@ COMMANDS: tuple[Command, ...] = (
         "Backfill exactly the days never loaded (smsc.load_gaps), one range at a time",
         (
             _ACCOUNT,
-            Option("--series", "main (default) or balance2", choices=("main", "balance2")),
+            Option(
+                "--series",
+                "main (default), balance2, or subclients (users.php, for resellers)",
+                choices=("main", "balance2", "subclients"),
+            ),
             Option(
                 "--dry-run",
                 "print the ranges and commands only (reads no Airflow metadata)",
@@ -98,7 +102,12 @@ COMMANDS: tuple[Command, ...] = (
             _ACCOUNT,
             Option("--day", "YYYY-MM-DD, a closed day (default: yesterday)"),
             Option("--out", "directory for the fixtures", required=True),
-            Option("--name", "fixture name prefix (default smsc)"),
+            Option("--name", "fixture name prefix (default smsc, or smsc-users with --subclients)"),
+            Option(
+                "--subclients",
+                "ask users.php?get_stat (a reseller's subclients) instead of get.php",
+                takes_value=False,
+            ),
         ),
     ),
 )

@@ -47,6 +47,20 @@ class AccountConfig:
     conn_id: str = DEFAULT_SMSC_CONN_ID
     balance2: bool = False
     pool: str = DEFAULT_POOL
+    #: Resellers: also load ``users.php?get_stat`` (one row per subclient) as the series
+    #: ``subclients``, one more paced call per day from the same budget.
+    subclients: bool = False
+    #: users.php ``reseller``: 0 = subclients on the main account's balance, 1 = with
+    #: their own balance.
+    reseller: int = 0
+    #: users.php ``hide_deleted``: leave deleted subclients out of the series.
+    hide_deleted: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.reseller, bool) or self.reseller not in (0, 1):
+            raise SmscConfigError(f"reseller must be 0 or 1, got {self.reseller!r}")
+        if not self.subclients and (self.reseller or self.hide_deleted):
+            raise SmscConfigError("reseller and hide_deleted need subclients: true")
 
     @property
     def dag_id(self) -> str:
@@ -54,12 +68,21 @@ class AccountConfig:
 
     @property
     def series(self) -> tuple[str, ...]:
-        """Balance series loaded per day: main always, balance2 when opted in."""
-        return ("main", "balance2") if self.balance2 else ("main",)
+        """Series loaded per day: main always, balance2 and subclients when opted in."""
+        return (
+            "main",
+            *(("balance2",) if self.balance2 else ()),
+            *(("subclients",) if self.subclients else ()),
+        )
+
+
+#: Keys an ``SMSC_ACCOUNTS`` item may have.
+ACCOUNT_KEYS = ("name", "conn_id", "balance2", "pool", "subclients", "reseller", "hide_deleted")
 
 
 def parse_accounts(value: str, default_pool: str) -> tuple[AccountConfig, ...]:
-    """``SMSC_ACCOUNTS``: a JSON list of ``{"name", "conn_id", "balance2"?, "pool"?}``."""
+    """``SMSC_ACCOUNTS``: a JSON list of ``{"name", "conn_id", "balance2"?, "pool"?,
+    "subclients"?, "reseller"?, "hide_deleted"?}``."""
     try:
         items = json.loads(value)
     except json.JSONDecodeError as exc:
@@ -70,8 +93,14 @@ def parse_accounts(value: str, default_pool: str) -> tuple[AccountConfig, ...]:
         )
     accounts = []
     for index, item in enumerate(items):
-        if not isinstance(item, dict) or set(item) - {"name", "conn_id", "balance2", "pool"}:
-            raise ValueError(f"item {index}: expected an object with name, conn_id, balance2, pool")
+        if not isinstance(item, dict):
+            raise ValueError(f"item {index}: expected an object with {', '.join(ACCOUNT_KEYS)}")
+        unknown = sorted(set(item) - set(ACCOUNT_KEYS))
+        if unknown:
+            raise ValueError(
+                f"item {index}: expected an object with {', '.join(ACCOUNT_KEYS)}; "
+                f"unknown key(s) {', '.join(map(repr, unknown))}"
+            )
         name = item.get("name")
         if not isinstance(name, str) or not _ACCOUNT_NAME.fullmatch(name):
             raise ValueError(f"item {index}: name must match {_ACCOUNT_NAME.pattern}, got {name!r}")
@@ -84,12 +113,49 @@ def parse_accounts(value: str, default_pool: str) -> tuple[AccountConfig, ...]:
         pool = item.get("pool", f"{default_pool}_{name}")
         if not isinstance(pool, str):
             raise ValueError(f"item {index}: pool must be a string")
-        accounts.append(AccountConfig(name, conn_id, balance2, _identifier("pool", pool)))
+        subclients, reseller, hide_deleted = _subclients(item)
+        accounts.append(
+            AccountConfig(
+                name,
+                conn_id,
+                balance2,
+                _identifier("pool", pool),
+                subclients=subclients,
+                reseller=reseller,
+                hide_deleted=hide_deleted,
+            )
+        )
     for field_name in ("name", "conn_id", "pool"):
         values = [getattr(a, field_name) for a in accounts]
         if len(set(values)) != len(values):
             raise ValueError(f"two accounts share a {field_name}")
     return tuple(accounts)
+
+
+def _subclients(item: Mapping[str, object]) -> tuple[bool, int, bool]:
+    """``subclients``, ``reseller`` and ``hide_deleted`` of an ``SMSC_ACCOUNTS`` item,
+    checked (``ValueError`` naming the account and the fix else)."""
+    name = item.get("name")
+    subclients = item.get("subclients", False)
+    if not isinstance(subclients, bool):
+        raise ValueError(f"account {name!r}: subclients must be true or false, got {subclients!r}")
+    reseller = item.get("reseller", 0)
+    if isinstance(reseller, bool) or reseller not in (0, 1):
+        raise ValueError(
+            f"account {name!r}: reseller must be 0 (subclients on the main balance) or 1 "
+            f"(subclients with their own balance), got {reseller!r}"
+        )
+    hide_deleted = item.get("hide_deleted", False)
+    if not isinstance(hide_deleted, bool):
+        raise ValueError(
+            f"account {name!r}: hide_deleted must be true or false, got {hide_deleted!r}"
+        )
+    if not subclients and ("reseller" in item or "hide_deleted" in item):
+        raise ValueError(
+            f"account {name!r}: reseller and hide_deleted apply to the subclients series; "
+            'add "subclients": true (or remove them)'
+        )
+    return subclients, 1 if reseller == 1 else 0, hide_deleted
 
 
 @dataclass(frozen=True)

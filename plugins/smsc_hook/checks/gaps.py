@@ -1,6 +1,6 @@
 """Days never loaded, and the gap-only backfill that fetches exactly those.
 
-``python -m smsc_hook.gaps [--account NAME] [--series main] [--dry-run]`` reads
+``python -m smsc_hook.gaps [--account NAME] [--series main|balance2|subclients] [--dry-run]`` reads
 ``smsc.load_gaps``, groups the missing days into contiguous ranges and runs one
 ``airflow backfill create`` per range (Airflow allows one running backfill per DAG, so
 each range waits, at most --wait-timeout seconds, for the previous one), so the pool and
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 from smsc_hook.client.exceptions import SmscError, SmscFatalError
+from smsc_hook.warehouse.writer import SERIES_NAMES
 
 _GAPS_SQL = text(
     "SELECT day FROM smsc.load_gaps"
@@ -312,7 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--account", default="", help="name from SMSC_ACCOUNTS (default: the only one)"
     )
-    parser.add_argument("--series", choices=("main", "balance2"), default="main")
+    parser.add_argument(
+        "--series",
+        choices=SERIES_NAMES,
+        default="main",
+        help="main (default), balance2, or subclients (users.php, for resellers)",
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",

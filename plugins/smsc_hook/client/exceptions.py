@@ -62,6 +62,21 @@ class SmscUnknownApiError(SmscApiError, SmscFatalError):
     """An error code this client does not know; kept so a human can look it up."""
 
 
+class SmscNotResellerError(SmscApiError, SmscConfigError):
+    """``users.php?get_stat`` answered an error other than 2, 4 or 9: the account is not a
+    reseller (or has no subclients of the kind asked for). Configuration, not a fault:
+    every retry would get the same answer, so the task fails after this one call."""
+
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(code, description)
+        self.args = (
+            f"SMSC error {code} from users.php?get_stat ({description}): subclient "
+            "statistics are served to reseller accounts only, so this account is not one, or "
+            "has no subclients of the kind asked for (option 'reseller'). Turn 'subclients' "
+            "off for it in SMSC_ACCOUNTS, or have SMSC enable subclients for the account",
+        )
+
+
 class SmscReplyError(SmscRetryableError):
     """The reply is not a well-formed statistics reply (truncated, HTML, bad fields)."""
 
@@ -84,9 +99,25 @@ _API_ERRORS: dict[int, type[SmscApiError]] = {
 }
 
 
+#: Codes that mean the same on ``users.php`` as on ``get.php``: credentials, IP block, rate.
+_SHARED_API_ERRORS = frozenset({2, 4, 9})
+
+
 def api_error(code: int, description: str) -> SmscApiError:
     """Build the typed error for an SMSC error code."""
     return _API_ERRORS.get(code, SmscUnknownApiError)(code, description)
+
+
+def subclients_api_error(code: int, description: str) -> SmscApiError:
+    """The typed error for a ``users.php?get_stat`` error code.
+
+    2, 4 and 9 mean what they mean for ``get_stat``. Which code a non-reseller gets is not
+    documented (the subclient pages list 1-10), so every other code is the configuration
+    error :class:`SmscNotResellerError`: fatal, with the fix in its message.
+    """
+    if code in _SHARED_API_ERRORS:
+        return api_error(code, description)
+    return SmscNotResellerError(code, description)
 
 
 class SmscDisputedReplyError(SmscFatalError):

@@ -1,4 +1,5 @@
-"""Airflow hook for SMSC's ``get_stat`` method: the only module that speaks HTTP."""
+"""Airflow hook for SMSC's statistics calls (``get.php?get_stat`` and, for resellers,
+``users.php?get_stat``): the only module that speaks HTTP."""
 
 from __future__ import annotations
 
@@ -28,10 +29,9 @@ from smsc_hook.client.exceptions import (
     SmscError,
     SmscReplyError,
     SmscTransportError,
-    api_error,
 )
 from smsc_hook.client.models import StatRow
-from smsc_hook.client.parsing import parse_stat_reply
+from smsc_hook.client.parsing import STAT, SUBCLIENTS, ParsedReply, parse_reply
 from smsc_hook.client.transport import (
     ACCEPT_ENCODING,
     BadEncoding,
@@ -43,6 +43,9 @@ from smsc_hook.client.transport import (
 )
 
 API_PATH = "/sys/get.php"
+#: SMSC's subclient API; ``get_stat=1`` there answers one row per subclient of a reseller.
+USERS_PATH = "/sys/users.php"
+_PATHS = {STAT: API_PATH, SUBCLIENTS: USERS_PATH}
 USER_AGENT = "smsc-airflow-provider/0.1"
 REDACTED = "***"
 #: The charset the hook asks for, and the ones SMSC can answer in (its default is
@@ -75,6 +78,10 @@ class StatReply:
     start: date
     end: date
     elapsed: float
+    #: ``get_stat`` (get.php) or ``subclients`` (users.php).
+    source: str = STAT
+    #: Field names the rows carried besides login, cnt, credit, debit and currency.
+    extra_fields: tuple[str, ...] = ()
 
     @property
     def sha256(self) -> str:
@@ -179,15 +186,63 @@ class SmscHook(BaseHook):
         Without ``end`` no end is sent and SMSC answers up to its today; the window
         recorded (ledger, ``StatReply.end``) then runs to today in Moscow, SMSC's zone.
         """
+        settings = self.settings
+        params = self._request_params(settings, start, end)
+        if settings.balance2:
+            params["balance2"] = "1"
+        return self._fetch(STAT, params, start, end)
+
+    def get_subclients_stat(
+        self,
+        start: date,
+        end: date | None = None,
+        *,
+        reseller: int = 0,
+        hide_deleted: bool = False,
+    ) -> list[StatRow]:
+        """Rows per subclient of a reseller for ``start``..``end`` (``users.php?get_stat``)."""
+        return self.fetch_subclients_stat(
+            start, end, reseller=reseller, hide_deleted=hide_deleted
+        ).rows
+
+    def fetch_subclients_stat(
+        self,
+        start: date,
+        end: date | None = None,
+        *,
+        reseller: int = 0,
+        hide_deleted: bool = False,
+    ) -> StatReply:
+        """Like :meth:`get_subclients_stat`, also returning the raw reply for the archive.
+
+        One call of the account's statistics budget, paced like :meth:`fetch_stat` (SMSC
+        is assumed to count both methods together). ``reseller`` 0 asks for the subclients
+        on the main account's balance, 1 for those with their own; ``hide_deleted`` leaves
+        deleted subclients out. The main balance only: ``balance2`` is never sent. An
+        account that is not a reseller gets :class:`SmscNotResellerError` (fatal).
+        """
+        if isinstance(reseller, bool) or reseller not in (0, 1):
+            raise SmscConfigError(f"reseller must be 0 or 1, got {reseller!r}")
+        if not isinstance(hide_deleted, bool):
+            raise SmscConfigError(f"hide_deleted must be true or false, got {hide_deleted!r}")
+        params = self._request_params(self.settings, start, end)
+        params["reseller"] = str(reseller)
+        if hide_deleted:
+            params["hide_deleted"] = "1"
+        return self._fetch(SUBCLIENTS, params, start, end)
+
+    def _fetch(
+        self, source: str, params: dict[str, str], start: date, end: date | None
+    ) -> StatReply:
+        """One paced attempt per host (reserves on transport faults only) for ``source``."""
         if end is not None and end < start:
             raise ValueError(f"end {end.isoformat()} is before start {start.isoformat()}")
         settings = self.settings
-        params = self._request_params(settings, start, end)
         asked_end = end if end is not None else max(start, datetime.now(SMSC_ZONE).date())
         last_fault: SmscTransportError | None = None
         for base in settings.base_urls:
             try:
-                return self._attempt(base, params, settings, start, asked_end)
+                return self._attempt(base, source, params, settings, start, asked_end)
             except SmscTransportError as fault:
                 last_fault = fault
                 self.log.warning("SMSC host %s failed: %s", base, fault)
@@ -267,6 +322,7 @@ class SmscHook(BaseHook):
 
     @staticmethod
     def _request_params(settings: SmscSettings, start: date, end: date | None) -> dict[str, str]:
+        """What both statistics calls send: window, format, charset, currency, credentials."""
         params = {
             "get_stat": "1",
             "start": start.strftime("%d.%m.%Y"),
@@ -278,20 +334,26 @@ class SmscHook(BaseHook):
             params["end"] = end.strftime("%d.%m.%Y")
         if settings.mycur:
             params["mycur"] = "1"
-        if settings.balance2:
-            params["balance2"] = "1"
         return params
 
     def _attempt(
-        self, base: str, params: dict[str, str], settings: SmscSettings, start: date, end: date
+        self,
+        base: str,
+        source: str,
+        params: dict[str, str],
+        settings: SmscSettings,
+        start: date,
+        end: date,
     ) -> StatReply:
-        ticket = self.pacer.reserve(start, end, base)
+        # The ledger's host column tells the two methods apart: users.php calls are
+        # recorded with their path, get.php calls with the bare base URL as before.
+        ticket = self.pacer.reserve(start, end, base if source == STAT else base + USERS_PATH)
         failure: BaseException | None = None
         try:
             began = time.monotonic()
-            body, charset = self._post(base + API_PATH, params, settings)
+            body, charset = self._post(base + _PATHS[source], params, settings)
             elapsed = time.monotonic() - began
-            rows = self._parse(body, settings, charset)
+            parsed = self._parse(body, settings, charset, source)
         except SmscError as exc:
             failure = _masked(exc, settings)
         except BaseException as exc:
@@ -303,22 +365,30 @@ class SmscHook(BaseHook):
             # Raised outside the except block, so no context rides along with it.
             raise failure
         self.log.info(
-            "SMSC %s..%s from %s: %d row(s), %d bytes in %.2f s",
+            "SMSC %s %s..%s from %s: %d row(s), %d bytes in %.2f s",
+            _PATHS[source],
             start.isoformat(),
             end.isoformat(),
             base,
-            len(rows),
+            len(parsed.rows),
             len(body),
             elapsed,
         )
+        if parsed.extra_fields:
+            self.log.info(
+                "SMSC reply rows also carried field(s) %s, not stored",
+                ", ".join(parsed.extra_fields),
+            )
         return StatReply(
-            rows=rows,
+            rows=parsed.rows,
             raw=redact_bytes(body, settings.secrets),
             fmt=settings.fmt,
             base_url=base,
             start=start,
             end=end,
             elapsed=elapsed,
+            source=source,
+            extra_fields=parsed.extra_fields,
         )
 
     def _post(
@@ -376,7 +446,9 @@ class SmscHook(BaseHook):
             raise SmscTransportError(fault)
         return body, charset
 
-    def _parse(self, body: bytes, settings: SmscSettings, declared: str | None) -> list[StatRow]:
+    def _parse(
+        self, body: bytes, settings: SmscSettings, declared: str | None, source: str = STAT
+    ) -> ParsedReply:
         """Rows from the body, or its refusal quoting nothing secret.
 
         The parser clips what it quotes to a short excerpt; a secret cut by the clip would
@@ -384,19 +456,21 @@ class SmscHook(BaseHook):
         body with every secret masked *before* the parser quotes it.
         """
         try:
-            return _parse_in_charset(body, settings.fmt, declared)
+            return _parse_in_charset(body, settings.fmt, declared, source)
         except SmscError as exc:
             error = exc
         masked = redact_bytes(body, settings.secrets)
         if masked != body:
-            error = _requoted(error, masked, settings.fmt, declared)
+            error = _requoted(error, masked, settings.fmt, declared, source)
         raise error
 
 
-def _requoted(error: SmscError, masked: bytes, fmt: int, declared: str | None) -> SmscError:
+def _requoted(
+    error: SmscError, masked: bytes, fmt: int, declared: str | None, source: str
+) -> SmscError:
     """The refusal of the masked body when it is the same refusal, else a withheld one."""
     try:
-        _parse_in_charset(masked, fmt, declared)
+        _parse_in_charset(masked, fmt, declared, source)
     except SmscError as again:
         if type(again) is type(error) and getattr(again, "code", None) == getattr(
             error, "code", None
@@ -404,11 +478,13 @@ def _requoted(error: SmscError, masked: bytes, fmt: int, declared: str | None) -
             return again
     withheld = "details withheld: they quoted a secret"
     if isinstance(error, SmscApiError):
-        return api_error(error.code, withheld)
+        return type(error)(error.code, withheld)
     return type(error)(f"reply refused; {withheld}")
 
 
-def _parse_in_charset(body: bytes, fmt: int, declared: str | None) -> list[StatRow]:
+def _parse_in_charset(
+    body: bytes, fmt: int, declared: str | None, source: str = STAT
+) -> ParsedReply:
     """Rows from the body, in its declared charset (else the one asked for).
 
     A body that is not valid in that charset but reads as an API error in SMSC's
@@ -417,7 +493,7 @@ def _parse_in_charset(body: bytes, fmt: int, declared: str | None) -> list[StatR
     """
     charset = declared or REQUEST_CHARSET
     try:
-        return parse_stat_reply(body, fmt, charset)
+        return parse_reply(body, fmt, charset, source=source)
     except SmscReplyError as malformed:
         if _decodes(body, charset):
             raise
@@ -426,7 +502,7 @@ def _parse_in_charset(body: bytes, fmt: int, declared: str | None) -> list[StatR
         if fallback == codecs.lookup(charset).name or not _decodes(body, fallback):
             continue
         try:
-            parse_stat_reply(body, fmt, fallback)
+            parse_reply(body, fmt, fallback, source=source)
         except SmscApiError:
             raise  # the code is ASCII: right whichever of these charsets it was
         except SmscReplyError:

@@ -1,4 +1,5 @@
-"""Turn an SMSC ``get_stat`` reply body into ``StatRow`` records or a typed error."""
+"""Turn an SMSC statistics reply body (``get.php?get_stat`` or ``users.php?get_stat``) into
+``StatRow`` records or a typed error."""
 
 from __future__ import annotations
 
@@ -9,18 +10,36 @@ import re
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import NoReturn
 
 from smsc_hook.client.exceptions import (
+    SmscApiError,
     SmscConfigError,
     SmscReplyError,
     SmscReplyValueError,
     api_error,
+    subclients_api_error,
 )
 from smsc_hook.client.models import StatRow
 
-__all__ = ["FIELDS", "MAX_AMOUNT_PLACES", "MAX_CNT", "MAX_LOGIN_LENGTH", "parse_stat_reply"]
+__all__ = [
+    "FIELDS",
+    "MAX_AMOUNT_PLACES",
+    "MAX_CNT",
+    "MAX_LOGIN_LENGTH",
+    "SOURCES",
+    "ParsedReply",
+    "parse_reply",
+    "parse_stat_reply",
+    "parse_subclients_reply",
+]
+
+#: Where a reply came from: ``get.php?get_stat`` or ``users.php?get_stat`` (subclients).
+STAT = "get_stat"
+SUBCLIENTS = "subclients"
+SOURCES = (STAT, SUBCLIENTS)
 
 #: Field names of one statistics row, in the order the comma format (fmt=1) sends them.
 FIELDS = ("login", "cnt", "credit", "debit", "currency")
@@ -70,12 +89,35 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 _Record = tuple[str, Mapping[str, object]]
 
 
-def parse_stat_reply(body: bytes, fmt: int, charset: str = "utf-8") -> list[StatRow]:
+@dataclass(frozen=True)
+class ParsedReply:
+    """The rows of a reply, and the names of fields the rows carried besides ``FIELDS``.
+
+    The extra fields are kept out of the rows (the warehouse stores ``FIELDS`` only) but
+    reported, so the probe can show what a real reply holds that we do not read.
+    """
+
+    rows: list[StatRow]
+    extra_fields: tuple[str, ...] = ()
+
+
+def parse_reply(
+    body: bytes, fmt: int, charset: str = "utf-8", *, source: str = STAT
+) -> ParsedReply:
     """Parse a whole reply; rows come back only if every row in it is valid.
 
+    Both sources share every layout and every bound: ``users.php?get_stat`` answers one
+    row per subclient with the same fields. They differ in what an error code means: for
+    ``source="subclients"`` a code other than 2, 4 or 9 is
+    :class:`~smsc_hook.client.exceptions.SmscNotResellerError` (see
+    :func:`~smsc_hook.client.exceptions.subclients_api_error`).
+
     Raises an ``SmscApiError`` subclass for an SMSC error reply, ``SmscReplyError`` for
-    anything malformed and ``SmscConfigError`` for an unknown ``fmt`` or ``charset``.
+    anything malformed and ``SmscConfigError`` for an unknown ``fmt``, ``charset`` or
+    ``source``.
     """
+    if source not in SOURCES:
+        raise SmscConfigError(f"unknown reply source {source!r}; expected one of {SOURCES}")
     parser = None if isinstance(fmt, bool) else _PARSERS.get(fmt)
     if parser is None:
         raise SmscConfigError(f"unknown reply format fmt={fmt!r}; expected one of 0, 1, 2, 3")
@@ -84,7 +126,28 @@ def parse_stat_reply(body: bytes, fmt: int, charset: str = "utf-8") -> list[Stat
         raise SmscReplyError("empty body")
     if text.lstrip().lower().startswith(_HTML_START):
         raise SmscReplyError("body looks like an HTML page, not an SMSC reply")
-    return _build_rows(parser(text))
+    try:
+        records = parser(text)
+    except SmscApiError as error:
+        if source == STAT:
+            raise
+        raise subclients_api_error(error.code, error.description) from None
+    return ParsedReply(_build_rows(records), _extra_fields(records))
+
+
+def parse_stat_reply(body: bytes, fmt: int, charset: str = "utf-8") -> list[StatRow]:
+    """The rows of a ``get.php?get_stat`` reply (see :func:`parse_reply`)."""
+    return parse_reply(body, fmt, charset).rows
+
+
+def parse_subclients_reply(body: bytes, fmt: int, charset: str = "utf-8") -> list[StatRow]:
+    """The rows of a ``users.php?get_stat`` reply, one per subclient (see :func:`parse_reply`)."""
+    return parse_reply(body, fmt, charset, source=SUBCLIENTS).rows
+
+
+def _extra_fields(records: list[_Record]) -> tuple[str, ...]:
+    """Field names beyond ``FIELDS`` in any record, sorted (names are lowercased already)."""
+    return tuple(sorted({name for _, fields in records for name in fields} - set(FIELDS)))
 
 
 def _decode(body: bytes, charset: str) -> str:

@@ -9,6 +9,11 @@ placeholder of the same type (logins by ``login-N``, amounts keep their decimal 
 error codes kept), no secret and no real login. Attach the fixtures to a bug report, or
 drop them into ``tests/fixtures/replies/``: the parser tests read every file there.
 
+With ``--subclients`` it asks ``users.php?get_stat`` instead (the reseller's per-subclient
+statistics, with the account's ``reseller`` / ``hide_deleted`` options from SMSC_ACCOUNTS),
+fixtures named ``NAME-users.…``; the verdict names every field the rows carry that we do
+not store.
+
 Fixture names say what the parser made of the reply: ``NAME.fmtF.OUTCOME.EXT`` with
 OUTCOME ``rowsN``, ``errorN`` or ``refused``. A reply we refused but should read: rename
 it to the rows you expect, and the parser tests fail until the parser reads it.
@@ -37,6 +42,7 @@ from smsc_hook.client.exceptions import (
     SmscIpBlockedError,
     SmscReplyError,
 )
+from smsc_hook.client.parsing import STAT, SUBCLIENTS
 from smsc_hook.probe.shapes import (
     FORMAT_NAMES,
     FORMATS,
@@ -143,9 +149,16 @@ def run_probe(
     formats: Sequence[int] = FORMATS,
     sleep: Sleep = time.sleep,
     gap: float = UNPACED_GAP,
+    source: str = STAT,
+    reseller: int = 0,
+    hide_deleted: bool = False,
 ) -> Iterator[ProbeResult]:
     """Call once per format (primary host only: a reserve would be another call) and yield
-    each result as it comes. Without ``pacer`` the calls are ``gap`` (>= 21) s apart."""
+    each result as it comes. Without ``pacer`` the calls are ``gap`` (>= 21) s apart.
+
+    ``source="subclients"`` calls ``users.php?get_stat`` (with ``reseller`` and
+    ``hide_deleted``) instead of ``get.php?get_stat``.
+    """
     from smsc_hook.client.hook import SmscHook
 
     if pacer is None and gap < UNPACED_GAP:
@@ -166,9 +179,15 @@ def run_probe(
         failure: SmscError | None = None
         body: bytes | None = None
         rows: int | None = None
+        extra: tuple[str, ...] = ()
         try:
-            reply = hook.fetch_stat(day, day)
-            body, rows = reply.raw, len(reply.rows)
+            if source == SUBCLIENTS:
+                reply = hook.fetch_subclients_stat(
+                    day, day, reseller=reseller, hide_deleted=hide_deleted
+                )
+            else:
+                reply = hook.fetch_stat(day, day)
+            body, rows, extra = reply.raw, len(reply.rows), reply.extra_fields
         except SmscError as exc:
             failure = exc
             # A transport fault leaves at most part of a body: nothing to describe.
@@ -182,7 +201,7 @@ def run_probe(
                 fmt, "no reply body", None, None, f"{reason}: {_hidden(failure, hide)}"
             )
         else:
-            yield _record(body, fmt, out_dir, name, hide, rows)
+            yield _record(body, fmt, out_dir, name, hide, rows, source, extra)
         if isinstance(failure, SmscAuthError | SmscIpBlockedError):
             # More calls would only count toward SMSC's IP block (5 auth errors in 30 min).
             for rest in formats[index + 1 :]:
@@ -203,14 +222,24 @@ def _as_utf8(body: bytes, charset: str | None) -> bytes:
 
 
 def _record(
-    body: bytes, fmt: int, out_dir: Path, name: str, hide: Sequence[str], rows: int | None
+    body: bytes,
+    fmt: int,
+    out_dir: Path,
+    name: str,
+    hide: Sequence[str],
+    rows: int | None,
+    source: str = STAT,
+    extra: tuple[str, ...] = (),
 ) -> ProbeResult:
     # The hook's own verdict when it accepted the reply; else the parser's on the body.
-    verdict = Verdict(rows=rows) if rows is not None else judge(body, fmt)
+    if rows is not None:
+        verdict = Verdict(rows=rows, extra_fields=extra)
+    else:
+        verdict = judge(body, fmt, source)
     fixture = redact_reply(body, fmt, hide)
     path = out_dir / fixture_name(name, fmt, verdict)
     path.write_bytes(fixture)
-    again = judge(fixture, fmt)
+    again = judge(fixture, fmt, source)
     note = ""
     if again.outcome != verdict.outcome:
         note = f"the redacted fixture parses as {again.outcome}, not {verdict.outcome}"
@@ -298,7 +327,14 @@ def main(argv: list[str] | None = None, *, sleep: Sleep = time.sleep) -> int:
     )
     parser.add_argument("--day", help="YYYY-MM-DD, a closed day (default: yesterday)")
     parser.add_argument("--out", type=Path, required=True, help="directory for the fixtures")
-    parser.add_argument("--name", default="smsc", help="fixture name prefix (default smsc)")
+    parser.add_argument(
+        "--name", help="fixture name prefix (default smsc, or smsc-users with --subclients)"
+    )
+    parser.add_argument(
+        "--subclients",
+        action="store_true",
+        help="ask users.php?get_stat (a reseller's subclients) instead of get.php?get_stat",
+    )
     args = parser.parse_args(argv)
     # The pacer's "waiting for a slot" lines name the account; this output is meant to be
     # pasted into a bug report, so only the probe's own (masked) lines are printed.
@@ -315,13 +351,22 @@ def main(argv: list[str] | None = None, *, sleep: Sleep = time.sleep) -> int:
         pacer, engine, pacing = _ledger(settings.warehouse_conn_id, smsc.account, settings)
         if pacer is None:
             pacing = f"{pacing}; calls {UNPACED_GAP:g} s apart"
+        method = "users.php?get_stat" if args.subclients else "get.php?get_stat"
         print(
-            f"probe: connection {account.conn_id!r} at {smsc.base_urls[0]}, day"
+            f"probe: connection {account.conn_id!r} at {smsc.base_urls[0]}, {method}, day"
             f" {day.isoformat()}, fmt 0-3, {pacing}",
             flush=True,
         )
         results = run_probe(
-            account.conn_id, day, args.out, name=args.name, pacer=pacer, sleep=sleep
+            account.conn_id,
+            day,
+            args.out,
+            name=args.name or ("smsc-users" if args.subclients else "smsc"),
+            pacer=pacer,
+            sleep=sleep,
+            source=SUBCLIENTS if args.subclients else STAT,
+            reseller=account.reseller,
+            hide_deleted=account.hide_deleted,
         )
         for result in results:
             print(f"probe: {result.line()}", flush=True)

@@ -16,7 +16,7 @@ from smsc_hook.client.exceptions import (
     SmscApiError,
     SmscReplyError,
 )
-from smsc_hook.client.parsing import parse_stat_reply
+from smsc_hook.client.parsing import STAT, parse_reply
 
 FORMATS = (0, 1, 2, 3)
 FORMAT_NAMES = {0: "text", 1: "comma", 2: "xml", 3: "json"}
@@ -397,6 +397,9 @@ class Verdict:
     rows: int | None = None
     error_code: int | None = None
     refusal: str | None = None
+    #: Fields the rows carried besides login, cnt, credit, debit, currency: read past,
+    #: never stored, shown so a first contact says what else SMSC sends.
+    extra_fields: tuple[str, ...] = ()
 
     @property
     def outcome(self) -> str:
@@ -409,16 +412,21 @@ class Verdict:
 
     def __str__(self) -> str:
         if self.rows is not None:
-            return f"accepted, {self.rows} row(s)"
+            extra = ", ".join(self.extra_fields)
+            return f"accepted, {self.rows} row(s)" + (
+                f"; extra field(s) not stored: {extra}" if extra else ""
+            )
         if self.error_code is not None:
             return f"API error {self.error_code}"
         return f"refused: {self.refusal}"
 
 
-def judge(body: bytes, fmt: int) -> Verdict:
-    """Parse as the hook does (UTF-8, the charset the hook asks for)."""
+def judge(body: bytes, fmt: int, source: str = STAT) -> Verdict:
+    """Parse as the hook does (UTF-8, the charset the hook asks for); ``source`` is
+    ``get_stat`` or ``subclients`` (users.php), which reads error codes its own way."""
     try:
-        return Verdict(rows=len(parse_stat_reply(body, fmt, "utf-8")))
+        parsed = parse_reply(body, fmt, "utf-8", source=source)
+        return Verdict(rows=len(parsed.rows), extra_fields=parsed.extra_fields)
     except SmscApiError as exc:
         return Verdict(error_code=exc.code)
     except SmscReplyError as exc:

@@ -20,7 +20,9 @@ from sqlalchemy.engine import URL
 
 from smsc_hook.client.models import StatRow
 
-SERIES = frozenset({"main", "balance2"})
+#: main and balance2 from get.php?get_stat; subclients from users.php?get_stat (resellers).
+SERIES_NAMES = ("main", "balance2", "subclients")
+SERIES = frozenset(SERIES_NAMES)
 REPLY_FORMATS = frozenset({0, 1, 2, 3})
 
 # The earliest time zone on Earth (Etc/GMT-14, fixed UTC+14, no DST): a day that has not
