@@ -96,6 +96,12 @@ class AirflowStack:
     #: discovered PostgreSQL server, created on first use and dropped by :meth:`close`.
     metadata_url: str | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Simple auth manager users, name -> (role, password). Empty: everyone is admin, no
+    #: login (the default). Otherwise only these users exist and :meth:`api` needs
+    #: :attr:`token` (see :meth:`login`).
+    users: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    #: The JWT :meth:`api` sends, when set.
+    token: str | None = None
     _owned_metadata: str | None = field(default=None, init=False, repr=False)
 
     @property
@@ -168,6 +174,22 @@ class AirflowStack:
                 "SMSC_TIMEZONE": self.timezone,
             }
         )
+        if self.users:
+            # The auth manager adds only users missing from this file, so the passwords
+            # are ours: no generated password to scrape from a log.
+            passwords = self.home / "simple_auth_passwords.json"
+            passwords.write_text(
+                json.dumps({name: password for name, (_, password) in self.users.items()})
+            )
+            env.update(
+                {
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                        f"{name}:{role}" for name, (role, _) in self.users.items()
+                    ),
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                }
+            )
         for conn_id, conn in self.connections.items():
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
         env.update(self.extra_env)
@@ -291,13 +313,27 @@ class AirflowStack:
                     f"airflow {service} exited ({process.returncode}):\n{log[-3000:]}"
                 )
 
-    def api(self, method: str, path: str, payload: Any = None) -> Any:
-        """Call the public REST API (simple auth manager, everyone admin: no token needed)."""
+    def api(self, method: str, path: str, payload: Any = None, token: str | None = None) -> Any:
+        """Call the REST API (or a plugin's JSON) with ``token`` or :attr:`token`, if any
+        (with no :attr:`users`, everyone is admin: no token needed)."""
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
         request.add_header("Content-Type", "application/json")
+        bearer = token or self.token
+        if bearer:
+            request.add_header("Authorization", f"Bearer {bearer}")
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             return json.loads(response.read() or b"null")
+
+    def login(self, username: str, *, keep: bool = False) -> str:
+        """A JWT for one of :attr:`users` from ``POST /auth/token``, as the UI's login form
+        gets it; ``keep`` makes :meth:`api` use it from now on."""
+        _, password = self.users[username]
+        reply = self.api("POST", "/auth/token", {"username": username, "password": password})
+        token: str = reply["access_token"]
+        if keep:
+            self.token = token
+        return token
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
         """Until the dag-processor has parsed ``dag_id`` (import errors are raised)."""

@@ -6,7 +6,8 @@ PostgreSQL (``SMSC_DATABASE_URL``, else 127.0.0.1:5432, else a private cluster u
 ``.state/airflow`` with its metadata in a database of its own on the same server
 (``<warehouse database>_airflow``, recreated empty each run) → bootstrap → scheduler,
 api-server, dag-processor → unpause → backfill of the last 7 days at the real 3-per-minute
-limit, with progress → the loaded ``smsc.daily_stats``. Airflow and the simulator are left
+limit, with progress (one line updating in place on a terminal) → the loaded
+``smsc.daily_stats`` and the SMSC page's URL. Airflow and the simulator are left
 running for the UI; ``make demo-stop`` stops them (SIGTERM, then SIGKILL after a bound) and
 drops the metadata database.
 """
@@ -22,7 +23,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Connection, make_url
@@ -32,7 +33,12 @@ from devtools import postgres
 from devtools.airflow_stack import REPO_ROOT, AirflowStack, postgres_connection
 from devtools.processes import start_time, terminate
 from devtools.simulator_process import start_simulator
+from smsc_hook.airflow.plugin import PAGE_PREFIX
+from smsc_hook.airflow.settings import PipelineSettings
 from smsc_hook.airflow.windows import zone
+from smsc_hook.ui import queries
+from smsc_hook.ui import status as ui_status
+from smsc_hook.warehouse.ledger import AUTH_FAILURE_WINDOW, IP_BLOCK_PAUSE
 
 STATE = REPO_ROOT / ".state"
 #: What ``--stop`` needs: the processes ``run`` started and the metadata database.
@@ -144,18 +150,61 @@ def smsc_connection(pids: dict[str, int]) -> dict[str, Any]:
     return {"conn_type": "smsc", "host": sim.url, "login": "demo", "password": "demo-password"}
 
 
+def account_key(conn: Mapping[str, Any]) -> str:
+    """The warehouse's key for the demo's SMSC connection: extra ``account``, else the login."""
+    extra = conn.get("extra") or {}
+    if isinstance(extra, str):
+        extra = json.loads(extra or "{}")
+    return str(extra.get("account") or conn.get("login") or "")
+
+
+class ProgressLine:
+    """One line updated in place on a terminal; elsewhere (a CI log, a pipe) a line per
+    change of what it reports, the countdowns left out so a wait is not a line a second."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_key: tuple[Any, ...] | None = None
+        self.shown = False
+
+    def update(self, key: tuple[Any, ...], line: str) -> None:
+        if self.tty:
+            self.stream.write(f"\r\033[Kdemo: {line}")
+            self.stream.flush()
+            self.shown = True
+        elif key != self.last_key:
+            print(f"demo: {line}", file=self.stream, flush=True)
+        self.last_key = key
+
+    def close(self) -> None:
+        """End the in-place line, so what follows starts on a line of its own."""
+        if self.tty and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False
+
+
 def show_progress(
-    stack: AirflowStack, warehouse: URL, days: list[date], started: float, timeout: float
+    stack: AirflowStack,
+    warehouse: URL,
+    days: list[date],
+    started: float,
+    timeout: float,
+    account: str,
 ) -> None:
-    """Print days done / total, API calls and rate-limit waits until every day has landed.
+    """Days done / total, API calls, the next rate-limit slot and the ETA, until every day
+    has landed: one line that updates in place on a terminal, a line per change otherwise.
 
     A day's run may be the backfill's or the scheduled one that unpausing created (the
-    backfill skips a day that already has a run), so runs are matched by their day.
+    backfill skips a day that already has a run), so runs are matched by their day. The
+    ETA is the rate budget's (one call per day left, 3 per 61 s), as on the SMSC page.
     """
     tz = zone(TIMEZONE)
+    limit = PipelineSettings.from_env().rate
     engine = create_engine(warehouse)
     since = datetime.now(UTC) - timedelta(seconds=time.monotonic() - started)
-    last = ""
+    line = ProgressLine()
     try:
         while time.monotonic() - started < timeout:
             states: dict[date, str] = {}
@@ -166,37 +215,54 @@ def show_progress(
             done = sum(state == "success" for state in states.values())
             failed = sum(state == "failed" for state in states.values())
             with engine.connect() as conn:
-                calls, wait = conn.execute(_PROGRESS_SQL, {"since": since}).one()
+                calls = conn.execute(_CALLS_SQL, {"since": since}).scalar_one()
+                ledger = queries.ledger_state(
+                    conn,
+                    account,
+                    span=limit.span,
+                    calls=limit.calls,
+                    ip_block_pause=IP_BLOCK_PAUSE,
+                    auth_window=AUTH_FAILURE_WINDOW,
+                )
+            left = len(days) - done - failed
             status = f"{done}/{len(days)} days loaded, {calls} API calls"
             if failed:
                 status += f", {failed} FAILED"
-            if calls >= 3 and wait and done + failed < len(days):
-                status += f", next rate-limit slot in {float(wait):.0f} s"
-            if status != last:
-                say(f"[{time.monotonic() - started:4.0f} s] {status}")
-                last = status
-            if done + failed == len(days):
+            if left:
+                slot = ui_status.next_free_slot(ledger.recent_starts, limit, ledger.now)
+                wait = (slot - ledger.now).total_seconds()
+                status += f", next slot {'now' if wait < 1 else f'in {wait:.0f} s'}"
+                # One call per day; a day whose call was made (or is in flight) needs none.
+                calls_left = len(days) - max(calls, done + failed)
+                if calls_left > 0:
+                    eta = ui_status.eta(calls_left, ledger.recent_starts, limit, ledger.now)
+                    status += f", ETA {max((eta - ledger.now).total_seconds(), 0):.0f} s"
+            line.update(
+                (done, failed, calls),
+                f"[{time.monotonic() - started:4.0f} s] {status}",
+            )
+            if not left:
+                line.close()
                 if failed:
-                    raise SystemExit(f"demo: {failed} day(s) failed; see the UI at {stack.url}")
+                    raise SystemExit(
+                        f"demo: {failed} day(s) failed; see the UI at {stack.url}"
+                        f" and the SMSC page at {page_url(stack)}"
+                    )
                 return
-            time.sleep(2)
+            time.sleep(1 if line.tty else 2)
     finally:
+        line.close()
         engine.dispose()
-    raise SystemExit(f"demo: backfill not finished after {timeout:.0f} s; see {stack.url}")
+    raise SystemExit(f"demo: backfill not finished after {timeout:.0f} s; see {page_url(stack)}")
 
 
-# API calls since the demo started, and seconds until the oldest of the last three
-# leaves the 61 s window.
-_PROGRESS_SQL = text(
-    """
-    SELECT count(*) FILTER (WHERE reserved_at >= :since),
-           greatest(0, extract(epoch FROM (
-               SELECT min(reserved_at) FROM (
-                   SELECT reserved_at FROM smsc.api_calls ORDER BY reserved_at DESC LIMIT 3
-               ) AS last3) + interval '61 s' - clock_timestamp()))
-    FROM smsc.api_calls
-    """
-)
+def page_url(stack: AirflowStack) -> str:
+    """The SMSC operations page the plugin mounts in the api-server."""
+    return f"{stack.url}{PAGE_PREFIX}/"
+
+
+# API calls since the demo started.
+_CALLS_SQL = text("SELECT count(*) FROM smsc.api_calls WHERE reserved_at >= :since")
 
 
 def print_results(warehouse: URL, first: str, last: str) -> None:
@@ -229,12 +295,10 @@ def run() -> None:
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
     warehouse = warehouse_database()
     metadata = metadata_database(warehouse)
+    smsc = smsc_connection(pids)
     stack = AirflowStack(
         home=AIRFLOW_HOME,
-        connections={
-            "smsc_default": smsc_connection(pids),
-            "smsc_warehouse": postgres_connection(warehouse),
-        },
+        connections={"smsc_default": smsc, "smsc_warehouse": postgres_connection(warehouse)},
         timezone=TIMEZONE,
         # Unpausing creates today's scheduled run; without lookback it adds one call.
         extra_env={"SMSC_LOOKBACK_DAYS": os.environ.get("SMSC_LOOKBACK_DAYS", "0")},
@@ -262,12 +326,13 @@ def run() -> None:
         "backfill", "create", "--dag-id", DAG_ID, "--from-date", first.isoformat(),
         "--to-date", last.isoformat(), "--max-active-runs", "3",
     )  # fmt: skip
-    show_progress(stack, warehouse, days, began, timeout=540)
+    show_progress(stack, warehouse, days, began, timeout=540, account=account_key(smsc))
     print_results(warehouse, first.isoformat(), last.isoformat())
     psql = warehouse.set(drivername="postgresql").render_as_string(hide_password=True)
     print(
         f"\nDone in {time.monotonic() - began:.0f} s. Still running, for you to look around:\n"
         f"  Airflow UI   {stack.url}  (no login: local simple auth manager, everyone admin)\n"
+        f"  SMSC page    {page_url(stack)}  (also in the UI's navigation bar: SMSC)\n"
         f"  SQL          psql '{psql}' -c 'SELECT * FROM smsc.daily_stats ORDER BY stat_date'\n"
         f"  Stop it all  make demo-stop\n"
     )
