@@ -137,6 +137,13 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowSt
     """An initialised Airflow home (own metadata database); no services: dags test runs
     in-process."""
     with initialised_stack(tmp_path_factory.mktemp("airflow")) as stack:
+        # One metadata database for the module but a new warehouse per test: the Asset URI
+        # follows the warehouse connection, and without a dag-processor nothing retires the
+        # previous test's Asset, so publish would find its outlet inactive. Pin it.
+        stack.extra_env = {
+            **stack.extra_env,
+            "SMSC_ASSET_URI": "postgres://127.0.0.1:5432/smsc/smsc/daily_stats",
+        }
         yield stack
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Any
 
 from airflow.sdk import DAG, Asset, task
 
@@ -18,9 +19,20 @@ from smsc_hook.airflow.sensors import SmscPoolSensor
 from smsc_hook.airflow.settings import AccountConfig, PipelineSettings
 from smsc_hook.airflow.timetable import SmscDailyTimetable
 from smsc_hook.airflow.windows import zone
+from smsc_hook.alerts.callbacks import FailureAlert, deadline_alert
+from smsc_hook.alerts.config import AlertSettings
+from smsc_hook.observability.lineage import FALLBACK_ASSET_URI, daily_stats_uri
 
-#: BI refresh DAGs can schedule on this asset: it is updated when a run's days have landed.
-DAILY_STATS = Asset(name="smsc.daily_stats", uri="postgres://smsc-warehouse/smsc/smsc/daily_stats")
+#: BI refresh DAGs can schedule on this asset (by name: ``Asset.ref(name=...)``): it is
+#: updated when a run's days have landed. Its URI names the real warehouse, see
+#: :func:`daily_stats_asset`; this one is the fallback when the DAG file cannot know it.
+DAILY_STATS = Asset(name="smsc.daily_stats", uri=FALLBACK_ASSET_URI)
+
+
+def daily_stats_asset(settings: PipelineSettings) -> Asset:
+    """``smsc.daily_stats`` with the URI of the warehouse connection (no lookup, no I/O)."""
+    return Asset(name=DAILY_STATS.name, uri=daily_stats_uri(settings.warehouse_conn_id))
+
 
 #: Shown on the DAG's page in the UI.
 DAG_DOC = """\
@@ -40,10 +52,40 @@ One account (default): DAG `smsc_daily_stats`, connection `smsc_default`, pool
 """
 
 
-def build_dags(settings: PipelineSettings | None = None) -> dict[str, DAG]:
-    """Every account's DAG by its dag_id; ``settings`` default to the environment's."""
+def build_dags(
+    settings: PipelineSettings | None = None, alerts: AlertSettings | None = None
+) -> dict[str, DAG]:
+    """Every account's DAG by its dag_id; ``settings`` and ``alerts`` default to the
+    environment's."""
     settings = settings if settings is not None else PipelineSettings.from_env()
-    return {account.dag_id: build_dag(settings, account) for account in settings.all_accounts()}
+    alerts = alerts if alerts is not None else AlertSettings.from_env()
+    return {
+        account.dag_id: build_dag(settings, account, alerts) for account in settings.all_accounts()
+    }
+
+
+def alert_arguments(
+    settings: PipelineSettings, account: AccountConfig, alerts: AlertSettings
+) -> dict[str, Any]:
+    """The DAG's ``default_args`` callback and ``deadline``; empty when nothing is set up."""
+    arguments: dict[str, Any] = {}
+    if alerts.enabled:
+        callback = FailureAlert(
+            settings=alerts,
+            conn_id=account.conn_id,
+            warehouse_conn_id=settings.warehouse_conn_id,
+            timezone=settings.timezone,
+        )
+        arguments["default_args"] = {"on_failure_callback": [callback]}
+    if alerts.deadline is not None:
+        arguments["deadline"] = deadline_alert(
+            deadline=alerts.deadline,
+            account_name=account.name or "",
+            conn_id=account.conn_id,
+            warehouse_conn_id=settings.warehouse_conn_id,
+            timezone=settings.timezone,
+        )
+    return arguments
 
 
 def api_task_arguments(settings: PipelineSettings, account: AccountConfig) -> dict[str, object]:
@@ -66,8 +108,11 @@ def api_task_arguments(settings: PipelineSettings, account: AccountConfig) -> di
     }
 
 
-def build_dag(settings: PipelineSettings, account: AccountConfig) -> DAG:
+def build_dag(
+    settings: PipelineSettings, account: AccountConfig, alerts: AlertSettings | None = None
+) -> DAG:
     """The DAG of one account: plan, load (paced), publish, gap check, reconciliation."""
+    asset = daily_stats_asset(settings)
     with DAG(
         dag_id=account.dag_id,
         description="SMSC get_stat → smsc.daily_stats, one day per run, paced to the API limit",
@@ -82,6 +127,7 @@ def build_dag(settings: PipelineSettings, account: AccountConfig) -> DAG:
         max_active_runs=16,
         tags=["smsc", "warehouse", *([f"account:{account.name}"] if account.name else [])],
         doc_md=DAG_DOC,
+        **alert_arguments(settings, account, alerts or AlertSettings()),
     ) as dag:
 
         @task
@@ -100,7 +146,7 @@ def build_dag(settings: PipelineSettings, account: AccountConfig) -> DAG:
             **api_task_arguments(settings, account),
         ).expand_kwargs(days)
 
-        @task(outlets=[DAILY_STATS])
+        @task(outlets=[asset])
         def publish(loaded: list[dict[str, object]]) -> int:
             """Emit the asset event once every day of the run has landed."""
             # Indexing (not iterating) the lazy XCom sequence avoids a 404 probe past its end.

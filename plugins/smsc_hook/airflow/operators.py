@@ -17,6 +17,8 @@ from smsc_hook.airflow.windows import local_day, zone
 from smsc_hook.checks.reconciliation import check_month, month_days
 from smsc_hook.client.exceptions import SmscConfigError, SmscDisputedReplyError
 from smsc_hook.client.hook import SmscHook, StatReply
+from smsc_hook.observability import metrics
+from smsc_hook.observability.lineage import LoadLineage, WarehouseLocation, operator_lineage
 from smsc_hook.warehouse.engine import make_engine, warehouse_url
 from smsc_hook.warehouse.ledger import (
     DEFAULT_LIMIT,
@@ -87,6 +89,14 @@ class _Session:
     engine: Engine
     account: str
     series: str
+
+    def lineage(self) -> LoadLineage:
+        """What this session reads (the SMSC endpoint, by account) and writes (the tables)."""
+        return LoadLineage(
+            endpoint=self.hook.settings.base_urls[0],
+            account=self.account,
+            warehouse=WarehouseLocation.from_url(self.engine.url),
+        )
 
     def load(self, day: date) -> tuple[StatReply, LoadResult]:
         """Fetch ``day`` (paced) and replace what is stored for it.
@@ -164,6 +174,16 @@ class _SmscWarehouseOperator(BaseOperator):
         self.balance2 = balance2
         self.rate = RateLimit(rate_limit, rate_window)
         self.ip_block_pause = ip_block_pause
+        #: Filled by ``execute`` for the OpenLineage listener (same process, same object).
+        self._lineage: LoadLineage | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the SMSC endpoint read and the warehouse tables written, with counts.
+
+        Called by the OpenLineage provider's listener after ``execute``; imports OpenLineage
+        only then. None before ``execute`` ran (nothing was read or written).
+        """
+        return operator_lineage(self._lineage) if self._lineage is not None else None
 
     @contextmanager
     def _session(self, context: Context) -> Iterator[_Session]:
@@ -223,6 +243,21 @@ class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
         day = self._resolve_day(context)
         with self._session(context) as session:
             reply, result = session.load(day)
+        metrics.day_loaded(
+            session.account,
+            session.series,
+            rows=len(reply.rows),
+            inserted=result.inserted,
+            changed=result.updated,
+            deleted=result.deleted,
+        )
+        lineage = session.lineage()
+        lineage.endpoint = reply.base_url
+        lineage.input_rows = len(reply.rows)
+        lineage.outputs = {"stat_day": len(reply.rows), "load_log": 1, "raw_reply": 1}
+        if result.revisions:
+            lineage.outputs["stat_revision"] = result.revisions
+        self._lineage = lineage
         self.log.info(
             "Loaded %s %s %s: %d row(s) (%d new, %d changed, %d unchanged, %d removed)",
             session.account,
@@ -287,6 +322,9 @@ class SmscReconcileMonthOperator(_SmscWarehouseOperator):
                 fetch_month=lambda first, last: session.hook.fetch_stat(first, last).rows,
                 today=datetime.now(zone(self.timezone)).date() if self.timezone else None,
             )
+        lineage = session.lineage()
+        lineage.outputs = {"reconciliation_check": 1, "reconciliation": len(result.checks)}
+        self._lineage = lineage
         where = f"{session.account} {session.series} {month:%Y-%m}"
         if result.status == "incomplete":
             self.log.warning(

@@ -101,8 +101,14 @@ def check_gaps(
     """
     if not is_scheduled(context):
         return "skipped: not a scheduled run"
-    from smsc_hook.checks.gaps import SmscGapsError, backfill_in_progress, check_no_old_gaps
+    from smsc_hook.checks.gaps import (
+        SmscGapsError,
+        backfill_in_progress,
+        check_no_old_gaps,
+        find_gaps,
+    )
     from smsc_hook.client.hook import SmscHook
+    from smsc_hook.observability import metrics
     from smsc_hook.warehouse.engine import make_engine, warehouse_url
 
     key = SmscHook(account.conn_id).settings.account
@@ -110,6 +116,7 @@ def check_gaps(
     engine = make_engine(warehouse_url(settings.warehouse_conn_id))
     try:
         for series in account.series:
+            metrics.gap_days(key, series, len(find_gaps(engine, key, series, oldest_allowed)))
             try:
                 check_no_old_gaps(engine, key, series, oldest_allowed, account.name)
             except SmscGapsError as gaps:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, text
 
 from smsc_hook.client.exceptions import SmscConfigError, SmscFatalError
 from smsc_hook.client.models import StatRow
+from smsc_hook.observability import metrics
 from smsc_hook.warehouse.writer import Warehouse, latest_begun_day
 
 ZERO = Decimal(0)
@@ -212,11 +213,13 @@ def check_month(
     missing = missing_days(engine, account, series, first)
     if missing:
         check_id = record(engine, account, series, first, 1, [], missing)
+        metrics.reconciliation(account, series, "incomplete", 0)
         return MonthCheck(check_id, first, "incomplete", [], missing)
     api_rows = fetch_month(first, last)
     checks = compare(api_rows, stored_totals(engine, account, series, first))
     check_id = record(engine, account, series, first, 1, checks)
     status = "matched" if all(check.matched for check in checks) else "differs"
+    metrics.reconciliation(account, series, status, sum(not c.matched for c in checks))
     return MonthCheck(check_id, first, status, checks, [])
 
 
@@ -261,6 +264,7 @@ def verify_month(engine: Engine, check_id: int, refetched: int) -> MonthCheck:
     second_id = record(engine, account, series, month, 2, checks, missing)
     status = "incomplete" if missing else "matched" if all(c.matched for c in checks) else "differs"
     result = MonthCheck(second_id, month, status, checks, missing)
+    metrics.reconciliation(account, series, status, sum(not c.matched for c in checks))
     if not result.matched:
         raise SmscReconciliationError(
             f"{account}/{series} {month:%Y-%m}: the month total from SMSC still differs from "

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import Connection, Engine, text
 
 from smsc_hook.client.exceptions import SmscAuthError, SmscConfigError, SmscIpBlockedError
+from smsc_hook.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,16 @@ class RateLimit:
 
 
 class LedgerTicket:
-    """One granted attempt: ``finish`` records its outcome and latency in the ledger."""
+    """One granted attempt: ``finish`` records its outcome and latency in the ledger.
 
-    def __init__(self, engine: Engine, call_id: int) -> None:
+    Each finished call is also counted in ``smsc.api_calls`` (and its latency timed), so
+    the metrics equal the ledger's rows.
+    """
+
+    def __init__(self, engine: Engine, call_id: int, account: str = "") -> None:
         self.engine = engine
         self.call_id = call_id
+        self.account = account
         self._started = time.monotonic()
 
     def finish(self, outcome: str, error_code: int | None = None) -> None:
@@ -117,6 +123,7 @@ class LedgerTicket:
                     "latency_ms": latency_ms,
                 },
             )
+        metrics.api_call(self.account, outcome, error_code, latency_ms)
 
 
 class LedgerPacer:
@@ -200,7 +207,8 @@ class LedgerPacer:
             ).scalar_one()
         if self.last_wait >= 0.05:
             log.info("SMSC call slot for %s granted after %.1f s", self.account, self.last_wait)
-        return LedgerTicket(self.engine, call_id)
+        metrics.pacer_wait(self.account, round(self.last_wait * 1000))
+        return LedgerTicket(self.engine, call_id, self.account)
 
     def _refuse_when_blocked(self, conn: Connection, now: datetime) -> None:
         """Raise instead of calling while SMSC blocks the IP or the password keeps failing."""

@@ -1,0 +1,1 @@
+"""What the pipeline tells the outside: metrics under ``smsc.`` and OpenLineage facets."""
