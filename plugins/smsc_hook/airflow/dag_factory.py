@@ -97,6 +97,9 @@ def api_task_arguments(settings: PipelineSettings, account: AccountConfig) -> di
         "rate_limit": settings.rate_limit,
         "rate_window": settings.rate.window,
         "ip_block_pause": settings.ip_block_pause,
+        # users.php options of the subclients series (its tasks get subclients=True).
+        "reseller": account.reseller,
+        "hide_deleted": account.hide_deleted,
         "retries": DEFAULT_RETRIES,
         # Priorities are compared as given (see LOAD_PRIORITY), not summed downstream.
         "weight_rule": "absolute",
@@ -141,7 +144,8 @@ def build_dag(
         load = SmscStatsToPostgresOperator.partial(
             task_id="load_day",
             timezone=settings.timezone,
-            map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}",
+            map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}"
+            "{{ ' subclients' if task.subclients else '' }}",
             priority_weight=LOAD_PRIORITY,
             **api_task_arguments(settings, account),
         ).expand_kwargs(days)
@@ -169,7 +173,8 @@ def build_dag(
         reconcile = SmscReconcileMonthOperator.partial(
             task_id="reconcile_month",
             timezone=settings.timezone,
-            map_index_template="{{ task.month }}{{ ' balance2' if task.balance2 else '' }}",
+            map_index_template="{{ task.month }}{{ ' balance2' if task.balance2 else '' }}"
+            "{{ ' subclients' if task.subclients else '' }}",
             priority_weight=RECONCILE_PRIORITY,
             **api_task_arguments(settings, account),
         ).expand_kwargs(plan_reconciliation())
@@ -184,7 +189,8 @@ def build_dag(
         refetch = SmscStatsToPostgresOperator.partial(
             task_id="refetch_day",
             timezone=settings.timezone,
-            map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}",
+            map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}"
+            "{{ ' subclients' if task.subclients else '' }}",
             priority_weight=RECONCILE_PRIORITY,
             **api_task_arguments(settings, account),
         ).expand_kwargs(plan_refetch(reconcile.output))  # type: ignore[arg-type]

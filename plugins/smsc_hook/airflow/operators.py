@@ -98,6 +98,18 @@ class _Session:
             warehouse=WarehouseLocation.from_url(self.engine.url),
         )
 
+    #: users.php options, for the ``subclients`` series.
+    reseller: int = 0
+    hide_deleted: bool = False
+
+    def fetch(self, start: date, end: date) -> StatReply:
+        """One paced call for the session's series: users.php for subclients, else get.php."""
+        if self.series == "subclients":
+            return self.hook.fetch_subclients_stat(
+                start, end, reseller=self.reseller, hide_deleted=self.hide_deleted
+            )
+        return self.hook.fetch_stat(start, end)
+
     def load(self, day: date) -> tuple[StatReply, LoadResult]:
         """Fetch ``day`` (paced) and replace what is stored for it.
 
@@ -106,13 +118,13 @@ class _Session:
         rows stay as they are and :class:`SmscDisputedReplyError` is raised.
         """
         warehouse = Warehouse(self.engine)
-        reply = self.hook.fetch_stat(day, day)
+        reply = self.fetch(day, day)
         try:
             return reply, self._store(warehouse, day, reply, removals_confirmed=False)
         except RemovalNeedsWitness as removal:
             log.warning("%s; fetching %s again to confirm", removal, day.isoformat())
             removed = removal
-        witness = self.hook.fetch_stat(day, day)
+        witness = self.fetch(day, day)
         if not same_rows(reply.rows, witness.rows):
             warehouse.archive_disputed(
                 account=self.account,
@@ -156,6 +168,9 @@ class _SmscWarehouseOperator(BaseOperator):
         postgres_conn_id: str = "smsc_warehouse",
         account: str | None = None,
         balance2: bool | None = None,
+        subclients: bool = False,
+        reseller: int = 0,
+        hide_deleted: bool = False,
         rate_limit: int = DEFAULT_LIMIT,
         rate_window: timedelta = DEFAULT_WINDOW,
         ip_block_pause: timedelta = IP_BLOCK_PAUSE,
@@ -172,6 +187,9 @@ class _SmscWarehouseOperator(BaseOperator):
         self.postgres_conn_id = postgres_conn_id
         self.account = account
         self.balance2 = balance2
+        self.subclients = subclients
+        self.reseller = reseller
+        self.hide_deleted = hide_deleted
         self.rate = RateLimit(rate_limit, rate_window)
         self.ip_block_pause = ip_block_pause
         #: Filled by ``execute`` for the OpenLineage listener (same process, same object).
@@ -207,7 +225,18 @@ class _SmscWarehouseOperator(BaseOperator):
                 caller=caller_id(context),
                 ip_block_pause=self.ip_block_pause,
             )
-            yield _Session(hook, engine, account, "balance2" if settings.balance2 else "main")
+            if self.subclients:
+                series = "subclients"
+            else:
+                series = "balance2" if settings.balance2 else "main"
+            yield _Session(
+                hook,
+                engine,
+                account,
+                series,
+                reseller=self.reseller,
+                hide_deleted=self.hide_deleted,
+            )
         finally:
             engine.dispose()
 
@@ -227,6 +256,8 @@ class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
     :param account: warehouse key for the account; default from the SMSC connection.
     :param balance2: load the ``balance2`` series instead of ``main``; default from the
         connection's ``balance2`` extra.
+    :param subclients: load the ``subclients`` series (``users.php?get_stat``, a reseller's
+        subclients, with ``reseller`` 0/1 and ``hide_deleted``) instead.
     """
 
     template_fields: Sequence[str] = ("day", "smsc_conn_id", "postgres_conn_id", "account")
@@ -319,7 +350,7 @@ class SmscReconcileMonthOperator(_SmscWarehouseOperator):
                 account=session.account,
                 series=session.series,
                 month=month,
-                fetch_month=lambda first, last: session.hook.fetch_stat(first, last).rows,
+                fetch_month=lambda first, last: session.fetch(first, last).rows,
                 today=datetime.now(zone(self.timezone)).date() if self.timezone else None,
             )
         lineage = session.lineage()
@@ -347,6 +378,7 @@ class SmscReconcileMonthOperator(_SmscWarehouseOperator):
             "series": session.series,
             "month": f"{month:%Y-%m}",
             "balance2": session.series == "balance2",
+            "subclients": session.series == "subclients",
             "check_id": result.check_id,
             "status": result.status,
             "logins": len(result.checks),

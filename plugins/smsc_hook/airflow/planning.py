@@ -59,6 +59,14 @@ def is_scheduled(context: Mapping[str, Any]) -> bool:
     return bool(getattr(run_type, "value", run_type) == SCHEDULED)
 
 
+def series_flags(series: str) -> dict[str, bool]:
+    """The operator flags that pick ``series``; ``subclients`` only where it is set."""
+    return {
+        "balance2": series == "balance2",
+        **({"subclients": True} if series == "subclients" else {}),
+    }
+
+
 def plan_loads(
     context: Mapping[str, Any], settings: PipelineSettings, account: AccountConfig
 ) -> list[dict[str, Any]]:
@@ -70,7 +78,7 @@ def plan_loads(
         lookback_days=settings.lookback_days,
     )
     return [
-        {"day": day.isoformat(), "balance2": series == "balance2"}
+        {"day": day.isoformat(), **series_flags(series)}
         for day in days
         for series in account.series
     ]
@@ -84,7 +92,7 @@ def plan_reconciliations(
         return []
     months = months_to_reconcile(run_day(context, settings), settings.lookback_days)
     return [
-        {"month": f"{month:%Y-%m}", "balance2": series == "balance2"}
+        {"month": f"{month:%Y-%m}", **series_flags(series)}
         for month in months
         for series in account.series
     ]
@@ -168,7 +176,7 @@ def pool_in_use(context: Mapping[str, Any], pool: str, bound: timedelta) -> str 
 def plan_refetches(checks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One re-fetch per day of every month whose first check differed, oldest first."""
     return [
-        {"day": day, "balance2": bool(check["balance2"])}
+        {"day": day, **series_flags(str(check["series"]))}
         for check in checks
         if check["status"] == "differs"
         for day in check["refetch"]
