@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-from-pins
 # Airflow puts plugins/ on sys.path; our own commands need the same (and the repo root).
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: demo demo-stop test lint backfill-test venv clean
+.PHONY: demo demo-stop test lint browser backfill-test venv clean
 
 venv: $(STAMP)
 
@@ -33,7 +33,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# The SMSC page's browser test drives Debian's Chromium through Playwright, which cannot
+# download a browser of its own here: installed once (apt, as root), then two lookups.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "make: installing Debian's chromium and chromium-driver (the browser test)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -qq chromium chromium-driver >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		{ echo "make: could not install chromium; install it (chromium, chromium-driver)" >&2; exit 1; }; \
+	fi
+
+test: lint browser
 	$(BIN)/pytest
 
 backfill-test: $(STAMP)
