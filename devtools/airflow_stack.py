@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,9 @@ class AirflowStack:
     #: Each entry is the airflow sub-command of one service, e.g. ("celery", "worker").
     services: tuple[tuple[str, ...], ...] = tuple((s,) for s in SERVICES)
     port: int = field(default_factory=free_port)
+    #: The scheduler's task-log server (Airflow's default 8793 would clash between stacks
+    #: running side by side, as the test suite's two workers do).
+    log_server_port: int = field(default_factory=free_port)
     #: Airflow's metadata database (SQLAlchemy URL). None: a throwaway database on the
     #: discovered PostgreSQL server, created on first use and dropped by :meth:`close`.
     metadata_url: str | None = None
@@ -165,6 +169,7 @@ class AirflowStack:
                 "AIRFLOW__API__WORKERS": "1",
                 JWT_SECRET: secret_file.read_text(),
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_server_port),
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
                 "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
@@ -354,6 +359,16 @@ class AirflowStack:
 
     def unpause(self, dag_id: str) -> None:
         self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
+    def backfill(
+        self, dag_id: str, first: date, last: date, max_active_runs: int | None = None
+    ) -> str:
+        """``airflow backfill create`` for the days ``first`` .. ``last`` of ``dag_id``."""
+        extra = () if max_active_runs is None else ("--max-active-runs", str(max_active_runs))
+        return self.airflow(
+            "backfill", "create", "--dag-id", dag_id,
+            "--from-date", first.isoformat(), "--to-date", last.isoformat(), *extra,
+        )  # fmt: skip
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Every run of ``dag_id``, oldest logical date first."""

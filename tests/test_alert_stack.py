@@ -145,18 +145,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> Ite
             stack.wait_for_dag(DAG_ID)
             _load_faults(sim)
             stack.unpause(DAG_ID)
-            stack.airflow(
-                "backfill",
-                "create",
-                "--dag-id",
-                DAG_ID,
-                "--from-date",
-                DAYS[0].isoformat(),
-                "--to-date",
-                DAYS[-1].isoformat(),
-                "--max-active-runs",
-                "1",
-            )
+            stack.backfill(DAG_ID, DAYS[0], DAYS[-1], max_active_runs=1)
             runs = wait_for_runs(stack, "backfill", len(DAYS), timeout=300)
             callbacks = _wait_for_callbacks(stack.metadata, len(DAYS), timeout=120)
             # UDP and SMTP are asynchronous: give the last datagrams a moment.

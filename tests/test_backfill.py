@@ -59,18 +59,7 @@ def test_backfill_loads_every_day_once_within_the_rate_limit(
             stack.wait_for_dag(DAG_ID)
             stack.unpause(DAG_ID)
             started = time.monotonic()
-            stack.airflow(
-                "backfill",
-                "create",
-                "--dag-id",
-                DAG_ID,
-                "--from-date",
-                first_day.isoformat(),
-                "--to-date",
-                last_day.isoformat(),
-                "--max-active-runs",
-                "3",
-            )
+            stack.backfill(DAG_ID, first_day, last_day, max_active_runs=3)
             runs = wait_for_runs(stack, "backfill", DAYS, timeout=600)
             wall = time.monotonic() - started
             run_types = {r["run_type"] for r in stack.dag_runs(DAG_ID)}

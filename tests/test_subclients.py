@@ -744,16 +744,7 @@ def test_backfill_with_subclients_loads_both_series_within_the_limit(
             stack.python("-m", "smsc_hook.bootstrap", "--no-api-call")
             stack.wait_for_dag(dag_id)
             stack.unpause(dag_id)
-            stack.airflow(
-                "backfill",
-                "create",
-                "--dag-id",
-                dag_id,
-                "--from-date",
-                BACKFILL_DAYS[0].isoformat(),
-                "--to-date",
-                BACKFILL_DAYS[-1].isoformat(),
-            )
+            stack.backfill(dag_id, BACKFILL_DAYS[0], BACKFILL_DAYS[-1])
             runs = wait_for_runs(stack, "backfill", len(BACKFILL_DAYS), 420, dag_id=dag_id)
             sim_log = api_requests(sim)
             truth = {

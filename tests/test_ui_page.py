@@ -163,11 +163,7 @@ def page(tmp_path_factory: pytest.TempPathFactory, pg_server_url: str) -> Iterat
             # Slow replies keep the backfill running while the browser looks at it.
             sim.control.set_faults([{"kind": "latency", "seconds": 1.5, "count": 0}])
             started = query(warehouse_url, "SELECT clock_timestamp()")[0][0]
-            stack.airflow(
-                "backfill", "create", "--dag-id", DAG_ID,
-                "--from-date", BACKFILL[0].isoformat(), "--to-date", BACKFILL[-1].isoformat(),
-                "--max-active-runs", "3",
-            )  # fmt: skip
+            stack.backfill(DAG_ID, BACKFILL[0], BACKFILL[-1], max_active_runs=3)
             yield Page(stack, sim, warehouse_url, started)
 
 
