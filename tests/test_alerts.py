@@ -233,6 +233,8 @@ def deadline_env(
         "warehouse_conn_id": "smsc_warehouse",
         "timezone": "Europe/Moscow",
         "deadline": "09:00",
+        # The callback runs on D+1 (the day after the run's day, 2026-11-02).
+        "today": date(2026, 11, 3),
     }
 
 
@@ -254,7 +256,7 @@ def test_a_scheduled_day_not_loaded_by_the_deadline_alerts_once(
     deadline_env: dict[str, str], webhook: WebhookSink
 ) -> None:
     decision = deadline_missed(_context("scheduled"), **deadline_env)
-    assert decision.startswith("2026-11-02 not loaded by 09:00: alerted (webhook)")
+    assert decision.startswith("2026-11-02 (main) not loaded by 09:00: alerted (webhook)")
     (alert,) = webhook.bodies
     assert alert["kind"] == "not_loaded_by_deadline"
     assert alert["days"] == ["2026-11-02"]
@@ -274,6 +276,30 @@ def test_a_loaded_day_does_not_alert(
         deadline_missed(_context("scheduled"), **deadline_env) == "2026-11-02 is loaded: no alert"
     )
     assert webhook.bodies == []
+
+
+def test_a_catch_up_day_past_its_deadline_does_not_alert(
+    deadline_env: dict[str, str], webhook: WebhookSink
+) -> None:
+    """Catch-up runs are scheduled runs created after their deadline: one alert per
+    caught-up day would be a storm, and the deadline means yesterday."""
+    late = {**deadline_env, "today": date(2026, 11, 9)}
+    decision = deadline_missed(_context("scheduled"), **late)
+    assert decision == "skipped: 2026-11-02 is a catch-up day, not yesterday"
+    assert webhook.bodies == []
+
+
+def test_a_day_missing_only_in_another_series_alerts(
+    deadline_env: dict[str, str],
+    webhook: WebhookSink,
+    warehouse_url: str,
+    fast_simulator: Any,
+) -> None:
+    preload(warehouse_url, fast_simulator.control, [DAY])
+    both = {**deadline_env, "series": ["main", "balance2"]}
+    decision = deadline_missed(_context("scheduled"), **both)
+    assert decision.startswith("2026-11-02 (balance2) not loaded by 09:00: alerted")
+    assert len(webhook.bodies) == 1
 
 
 @pytest.mark.parametrize("run_type", ["backfill", "manual", "asset_triggered"])
@@ -298,3 +324,42 @@ def test_the_serialized_dag_holds_no_webhook_url_or_address() -> None:
     assert "S3CRET-T0KEN" not in serialized
     assert "ops@example.com" not in serialized
     assert "smsc_hook.alerts.callbacks.deadline_missed" in serialized
+
+
+@pytest.mark.parametrize(
+    ("alerts", "schedule_time", "message"),
+    [
+        pytest.param(
+            AlertSettings(deadline=time(9, 0)), "03:00", "no alert channel is", id="no-channel"
+        ),
+        pytest.param(
+            AlertSettings(webhook_url="http://127.0.0.1:9/x", deadline=time(3, 0)),
+            "03:00",
+            "is not after SMSC_SCHEDULE_TIME=03:00",
+            id="at-run-start",
+        ),
+        pytest.param(
+            AlertSettings(webhook_url="http://127.0.0.1:9/x", deadline=time(5, 30)),
+            "06:00",
+            "SMSC_DEADLINE=05:30 is not after",
+            id="before-run-start",
+        ),
+    ],
+)
+def test_a_deadline_that_could_only_misfire_is_a_configuration_error(
+    alerts: AlertSettings, schedule_time: str, message: str
+) -> None:
+    """A deadline with nobody to tell, or one that passes before the day's run even starts
+    (it would alert every day), fails the DAG's parse with the fix."""
+    settings = PipelineSettings.from_env(
+        {"SMSC_START_DATE": "2026-01-01", "SMSC_SCHEDULE_TIME": schedule_time}
+    )
+    with pytest.raises(SmscConfigError, match=message):
+        build_dags(settings, alerts)
+
+
+def test_a_dag_file_copied_from_0_1_still_imports_build_dags() -> None:
+    from smsc_hook import build_dags as current
+    from smsc_hook.dag_factory import build_dags as old_path
+
+    assert old_path is current is build_dags

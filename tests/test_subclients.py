@@ -34,6 +34,7 @@ from smsc_hook.client.exceptions import (
     SmscFatalError,
     SmscIpBlockedError,
     SmscNotResellerError,
+    SmscParametersError,
     SmscRateLimitedError,
     SmscReplyError,
     SmscReplyValueError,
@@ -360,7 +361,7 @@ def test_extra_columns_stay_out_of_the_rows_but_are_named(fmt: int, body: bytes)
 @pytest.mark.parametrize(
     ("code", "error_type"),
     [
-        pytest.param(1, SmscNotResellerError, id="1"),
+        pytest.param(1, SmscParametersError, id="1"),
         pytest.param(2, SmscAuthError, id="2"),
         pytest.param(3, SmscNotResellerError, id="3"),
         pytest.param(4, SmscIpBlockedError, id="4"),
@@ -785,3 +786,10 @@ def test_backfill_with_subclients_loads_both_series_within_the_limit(
     assert most_starts_in_window([at for at, _, _ in ledger], window) <= 3
     assert sum(host.endswith("/sys/users.php") for _, host, _ in ledger) == 3
     assert all("/backfill__" in caller for _, _, caller in ledger)
+
+
+def test_an_operator_asked_for_subclients_and_balance2_is_refused() -> None:
+    from smsc_hook.airflow.operators import SmscStatsToPostgresOperator
+
+    with pytest.raises(SmscConfigError, match="subclients=True and balance2=True"):
+        SmscStatsToPostgresOperator(task_id="both", subclients=True, balance2=True)

@@ -21,6 +21,7 @@ from smsc_hook.airflow.timetable import SmscDailyTimetable
 from smsc_hook.airflow.windows import zone
 from smsc_hook.alerts.callbacks import FailureAlert, deadline_alert
 from smsc_hook.alerts.config import AlertSettings
+from smsc_hook.client.exceptions import SmscConfigError
 from smsc_hook.observability.lineage import FALLBACK_ASSET_URI, daily_stats_uri
 
 #: BI refresh DAGs can schedule on this asset (by name: ``Asset.ref(name=...)``): it is
@@ -78,12 +79,24 @@ def alert_arguments(
         )
         arguments["default_args"] = {"on_failure_callback": [callback]}
     if alerts.deadline is not None:
+        if not alerts.enabled:
+            raise SmscConfigError(
+                "SMSC_DEADLINE is set but no alert channel is: set SMSC_ALERT_WEBHOOK_URL"
+                " and/or SMSC_ALERT_EMAIL_TO, or unset SMSC_DEADLINE"
+            )
+        if alerts.deadline <= settings.run_at:
+            raise SmscConfigError(
+                f"SMSC_DEADLINE={alerts.deadline:%H:%M} is not after SMSC_SCHEDULE_TIME="
+                f"{settings.run_at:%H:%M}: a day's run starts then, so the deadline would"
+                " pass before every run; choose a later time"
+            )
         arguments["deadline"] = deadline_alert(
             deadline=alerts.deadline,
             account_name=account.name or "",
             conn_id=account.conn_id,
             warehouse_conn_id=settings.warehouse_conn_id,
             timezone=settings.timezone,
+            series=tuple(account.series),
         )
     return arguments
 

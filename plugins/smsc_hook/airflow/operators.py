@@ -190,6 +190,11 @@ class _SmscWarehouseOperator(BaseOperator):
         self.subclients = subclients
         self.reseller = reseller
         self.hide_deleted = hide_deleted
+        if subclients and balance2:
+            raise SmscConfigError(
+                f"{self.task_id}: subclients=True and balance2=True exclude each other"
+                " (users.php has no balance2 series); load balance2 in its own task"
+            )
         self.rate = RateLimit(rate_limit, rate_window)
         self.ip_block_pause = ip_block_pause
         #: Filled by ``execute`` for the OpenLineage listener (same process, same object).

@@ -13,7 +13,7 @@ scheduled runs, and only when the day is really not in the warehouse.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -131,6 +131,7 @@ def deadline_alert(
     conn_id: str,
     warehouse_conn_id: str,
     timezone: str,
+    series: tuple[str, ...] = ("main",),
 ) -> DeadlineAlert:
     """The DAG's Deadline Alert: ``deadline_missed`` on the executor, at D+1 ``deadline``."""
     from airflow.sdk.definitions.callback import SyncCallback
@@ -147,14 +148,17 @@ def deadline_alert(
                 "warehouse_conn_id": warehouse_conn_id,
                 "timezone": timezone,
                 "deadline": deadline.strftime("%H:%M"),
+                "series": list(series),
             },
         ),
         name="smsc_not_loaded_by",
     )
 
 
-def day_is_loaded(warehouse_conn_id: str, account: str, day: date) -> bool:
-    """Whether the warehouse holds a fetch of ``day`` (main series) for ``account``."""
+def missing_series(
+    warehouse_conn_id: str, account: str, day: date, series: Sequence[str]
+) -> list[str]:
+    """The series of ``account`` with no fetch of ``day`` in the warehouse."""
     from sqlalchemy import text
 
     from smsc_hook.warehouse.engine import make_engine, warehouse_url
@@ -162,17 +166,18 @@ def day_is_loaded(warehouse_conn_id: str, account: str, day: date) -> bool:
     engine = make_engine(warehouse_url(warehouse_conn_id))
     try:
         with engine.connect() as conn:
-            return bool(
+            loaded = set(
                 conn.execute(
                     text(
-                        "SELECT EXISTS (SELECT 1 FROM smsc.load_log WHERE account = :account"
-                        " AND series = 'main' AND window_start <= :day AND window_end >= :day)"
+                        "SELECT DISTINCT series FROM smsc.load_log WHERE account = :account"
+                        " AND window_start <= :day AND window_end >= :day"
                     ),
                     {"account": account, "day": day},
-                ).scalar_one()
+                ).scalars()
             )
     finally:
         engine.dispose()
+    return [name for name in series if name not in loaded]
 
 
 def deadline_missed(
@@ -182,11 +187,15 @@ def deadline_missed(
     warehouse_conn_id: str,
     timezone: str,
     deadline: str,
+    series: Sequence[str] = ("main",),
+    today: date | None = None,
 ) -> str:
     """The Deadline Alert's callback: alert once if a scheduled run's day is not loaded.
 
     Backfill and manual runs never alert (their deadline is usually long past when they
-    are created). Returns what it decided, which Airflow logs.
+    are created), nor do catch-up runs of older days (created after their deadline, they
+    would all fire at once): only yesterday's day, as the deadline means. Returns what it
+    decided, which Airflow logs.
     """
     dag_run = context.get("dag_run") or {}
     run_type = _run_type(dag_run)
@@ -199,10 +208,18 @@ def deadline_missed(
     if start is None:
         return f"skipped: {run_id} has no logical date"
     day = _local_day(start, timezone)
+    from smsc_hook.airflow.windows import zone
+
+    yesterday = (today or datetime.now(zone(timezone)).date()) - timedelta(days=1)
+    if day != yesterday:
+        decision = f"skipped: {day.isoformat()} is a catch-up day, not yesterday"
+        log.info("SMSC deadline: %s", decision)
+        return decision
     from smsc_hook.client.hook import SmscHook
 
     key = SmscHook(conn_id).settings.account
-    if day_is_loaded(warehouse_conn_id, key, day):
+    missing = missing_series(warehouse_conn_id, key, day, series)
+    if not missing:
         decision = f"{day.isoformat()} is loaded: no alert"
         log.info("SMSC deadline: %s", decision)
         return decision
@@ -210,6 +227,9 @@ def deadline_missed(
         dag_run=dag_run, account=key or account, day=day.isoformat(), deadline=deadline
     )
     channels = deliver(alert, AlertSettings.from_env())
-    decision = f"{day.isoformat()} not loaded by {deadline}: alerted ({', '.join(channels)})"
+    decision = (
+        f"{day.isoformat()} ({', '.join(missing)}) not loaded by {deadline}:"
+        f" alerted ({', '.join(channels)})"
+    )
     log.warning("SMSC deadline: %s", decision)
     return decision

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from urllib.parse import urlsplit
 
@@ -27,7 +27,8 @@ class AlertSettings:
     email_to: tuple[str, ...] = ()
     email_from: str | None = None
     smtp_conn_id: str = DEFAULT_SMTP_CONN_ID
-    webhook_url: str | None = None
+    #: May hold a token: kept out of repr (and so out of any log of the settings).
+    webhook_url: str | None = field(default=None, repr=False)
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     #: Local time (the account's zone) on the day after D by which D must be loaded.
     deadline: time | None = None

@@ -99,8 +99,10 @@ _API_ERRORS: dict[int, type[SmscApiError]] = {
 }
 
 
-#: Codes that mean the same on ``users.php`` as on ``get.php``: credentials, IP block, rate.
-_SHARED_API_ERRORS = frozenset({2, 4, 9})
+#: Codes that mean the same on ``users.php`` as on ``get.php``: parameters (documented for
+#: both; a bad parameter is our request's fault, not the account's), credentials, IP block,
+#: rate.
+_SHARED_API_ERRORS = frozenset({1, 2, 4, 9})
 
 
 def api_error(code: int, description: str) -> SmscApiError:
@@ -111,7 +113,7 @@ def api_error(code: int, description: str) -> SmscApiError:
 def subclients_api_error(code: int, description: str) -> SmscApiError:
     """The typed error for a ``users.php?get_stat`` error code.
 
-    2, 4 and 9 mean what they mean for ``get_stat``. Which code a non-reseller gets is not
+    1, 2, 4 and 9 mean what they mean for ``get_stat``. Which code a non-reseller gets is not
     documented (the subclient pages list 1-10), so every other code is the configuration
     error :class:`SmscNotResellerError`: fatal, with the fix in its message.
     """

@@ -22,6 +22,7 @@ import urllib3
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 
+from smsc_hook import __version__
 from smsc_hook.client.connection import SmscSettings, settings_from_connection
 from smsc_hook.client.exceptions import (
     SmscApiError,
@@ -46,7 +47,7 @@ API_PATH = "/sys/get.php"
 #: SMSC's subclient API; ``get_stat=1`` there answers one row per subclient of a reseller.
 USERS_PATH = "/sys/users.php"
 _PATHS = {STAT: API_PATH, SUBCLIENTS: USERS_PATH}
-USER_AGENT = "smsc-airflow-provider/0.1"
+USER_AGENT = f"smsc-airflow-provider/{__version__}"
 REDACTED = "***"
 #: The charset the hook asks for, and the ones SMSC can answer in (its default is
 #: windows-1251, so an error reply from a front end that ignores the request may use it).

@@ -125,7 +125,9 @@ async def optional_user(
     try:
         return await current_user(request, bearer)
     except HTTPException as exc:
-        if exc.status_code != status.HTTP_401_UNAUTHORIZED:
+        # 403 here is Airflow's "Invalid JWT token": a stale or foreign session cookie,
+        # which for the page means "log in again", not a refusal.
+        if exc.status_code not in (status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN):
             raise
         return None
 
@@ -133,15 +135,17 @@ async def optional_user(
 def page_access(
     request: Request,
     user: Annotated[Any | None, Depends(optional_user)],
-    settings: Annotated[PipelineSettings, Depends(pipeline_settings)],
 ) -> Access | Response:
     """Like :func:`api_access`, but a browser without a session is sent to the login page
-    (and back), and a refusal is a page, not JSON."""
+    (and back), and a refusal is a page, not JSON. The settings are read only after the
+    user is known: an anonymous request learns nothing of them, not even an error."""
     if user is None:
         from airflow.api_fastapi.app import get_auth_manager
 
-        login = get_auth_manager().get_url_login(next_url=str(request.url))
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        login = get_auth_manager().get_url_login(next_url=back)
         return RedirectResponse(login, status_code=status.HTTP_303_SEE_OTHER)
+    settings = pipeline_settings()
     try:
         return Access(settings, allowed_accounts(user, settings))
     except HTTPException as exc:
