@@ -65,6 +65,12 @@ def build_dags(
     }
 
 
+#: The mapped task's label after its day or month: which series it loads (none for main).
+SERIES_LABEL = (
+    "{{ ' balance2' if task.balance2 else '' }}{{ ' subclients' if task.subclients else '' }}"
+)
+
+
 def alert_arguments(
     settings: PipelineSettings, account: AccountConfig, alerts: AlertSettings
 ) -> dict[str, Any]:
@@ -157,8 +163,7 @@ def build_dag(
         load = SmscStatsToPostgresOperator.partial(
             task_id="load_day",
             timezone=settings.timezone,
-            map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}"
-            "{{ ' subclients' if task.subclients else '' }}",
+            map_index_template="{{ task.day }}" + SERIES_LABEL,
             priority_weight=LOAD_PRIORITY,
             **api_task_arguments(settings, account),
         ).expand_kwargs(days)
@@ -186,8 +191,7 @@ def build_dag(
         reconcile = SmscReconcileMonthOperator.partial(
             task_id="reconcile_month",
             timezone=settings.timezone,
-            map_index_template="{{ task.month }}{{ ' balance2' if task.balance2 else '' }}"
-            "{{ ' subclients' if task.subclients else '' }}",
+            map_index_template="{{ task.month }}" + SERIES_LABEL,
             priority_weight=RECONCILE_PRIORITY,
             **api_task_arguments(settings, account),
         ).expand_kwargs(plan_reconciliation())
@@ -202,8 +206,7 @@ def build_dag(
         refetch = SmscStatsToPostgresOperator.partial(
             task_id="refetch_day",
             timezone=settings.timezone,
-            map_index_template="{{ task.day }}{{ ' balance2' if task.balance2 else '' }}"
-            "{{ ' subclients' if task.subclients else '' }}",
+            map_index_template="{{ task.day }}" + SERIES_LABEL,
             priority_weight=RECONCILE_PRIORITY,
             **api_task_arguments(settings, account),
         ).expand_kwargs(plan_refetch(reconcile.output))  # type: ignore[arg-type]
