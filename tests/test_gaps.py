@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO
@@ -832,3 +832,39 @@ def test_gaps_wait_error_is_a_fatal_gaps_error() -> None:
     """main() reports it as ``gaps: …`` and exits 1; no retry can unpause a DAG."""
     assert issubclass(SmscGapsWaitError, SmscGapsError)
     assert issubclass(SmscGapsWaitError, SmscFatalError)
+
+
+def test_the_scheduled_gap_check_names_every_series_with_gaps(
+    engine: Engine, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One series' gaps must not hide another's: check_gaps reads them all, then fails
+    naming each, with each series' own command."""
+    from types import SimpleNamespace
+
+    from smsc_hook.airflow.planning import check_gaps
+    from smsc_hook.airflow.settings import AccountConfig, PipelineSettings
+
+    smsc = {"conn_type": "smsc", "host": "smsc.ru", "login": ACCOUNT, "password": "p"}
+    monkeypatch.setenv("AIRFLOW_CONN_SMSC_DEFAULT", json.dumps(smsc))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMSC_WAREHOUSE", json.dumps(postgres_connection(warehouse_url))
+    )
+    for series in ("main", "balance2"):
+        for day in (date(2026, 10, 1), date(2026, 10, 5)):
+            Warehouse(engine).load_day(
+                account=ACCOUNT, series=series, day=day, rows=[], raw_reply=b"[]", reply_format=3
+            )
+    settings = PipelineSettings.from_env({"SMSC_START_DATE": "2026-01-01"})
+    account = AccountConfig(balance2=True)
+    assert account.series == ("main", "balance2")
+    context = {
+        "dag_run": SimpleNamespace(run_type="scheduled"),
+        "data_interval_start": datetime(2026, 10, 20, tzinfo=UTC),
+    }
+    with pytest.raises(SmscGapsError) as caught:
+        check_gaps(context, settings, account)
+    message = str(caught.value)
+    # Oct 2-4 and Oct 6-16: the lookback (3 days) before the run's Oct 20 starts on Oct 17.
+    for series in ("main", "balance2"):
+        assert f"14 day(s) of {ACCOUNT}/{series} were never loaded" in message
+    assert "python -m smsc_hook.gaps --series balance2" in message

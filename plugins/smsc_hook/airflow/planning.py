@@ -112,8 +112,8 @@ def check_gaps(
     from smsc_hook.checks.gaps import (
         SmscGapsError,
         backfill_in_progress,
-        check_no_old_gaps,
         find_gaps,
+        old_gaps_error,
     )
     from smsc_hook.client.hook import SmscHook
     from smsc_hook.observability import metrics
@@ -123,15 +123,21 @@ def check_gaps(
     oldest_allowed = run_day(context, settings) - timedelta(days=settings.lookback_days)
     engine = make_engine(warehouse_url(settings.warehouse_conn_id))
     try:
+        # Every series is looked at (and its gauge set) before deciding, so one series'
+        # gaps do not hide another's.
+        errors: list[SmscGapsError] = []
         for series in account.series:
-            metrics.gap_days(key, series, len(find_gaps(engine, key, series, oldest_allowed)))
-            try:
-                check_no_old_gaps(engine, key, series, oldest_allowed, account.name)
-            except SmscGapsError as gaps:
-                if not backfill_in_progress(engine, key):
-                    raise
-                log.warning("%s; a backfill is filling them, so not failing", gaps)
-                return f"gaps being backfilled: {gaps}"
+            days = find_gaps(engine, key, series, oldest_allowed)
+            metrics.gap_days(key, series, len(days))
+            error = old_gaps_error(key, series, days, account.name)
+            if error is not None:
+                errors.append(error)
+        if errors:
+            gaps = errors[0] if len(errors) == 1 else SmscGapsError("; ".join(map(str, errors)))
+            if not backfill_in_progress(engine, key):
+                raise gaps
+            log.warning("%s; a backfill is filling them, so not failing", gaps)
+            return f"gaps being backfilled: {gaps}"
     finally:
         engine.dispose()
     return f"no gaps before {oldest_allowed.isoformat()}"

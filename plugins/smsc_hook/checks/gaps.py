@@ -99,23 +99,36 @@ def backfill_in_progress(
         )
 
 
+def old_gaps_error(
+    account: str, series: str, days: Iterable[date], account_name: str = ""
+) -> SmscGapsError | None:
+    """The error naming ``days`` (never loaded, outside the lookback) and the command that
+    fills them; None when there are none."""
+    ranges = group_ranges(days)
+    if not ranges:
+        return None
+    total = sum((b - a).days + 1 for a, b in ranges)
+    # The CLI looks at the main series of the only account unless told otherwise.
+    command = "python -m smsc_hook.gaps"
+    if account_name:
+        command += f" --account {account_name}"
+    if series != "main":
+        command += f" --series {series}"
+    return SmscGapsError(
+        f"{total} day(s) of {account}/{series} were never loaded: {describe(ranges)}. "
+        f"Fill them with `{command}` (add --dry-run to preview)"
+    )
+
+
 def check_no_old_gaps(
     engine: Engine, account: str, series: str, oldest_allowed: date, account_name: str = ""
 ) -> None:
     """Raise when days before ``oldest_allowed`` (outside the lookback) were never loaded."""
-    ranges = group_ranges(find_gaps(engine, account, series, oldest_allowed))
-    if ranges:
-        days = sum((b - a).days + 1 for a, b in ranges)
-        # The CLI looks at the main series of the only account unless told otherwise.
-        command = "python -m smsc_hook.gaps"
-        if account_name:
-            command += f" --account {account_name}"
-        if series != "main":
-            command += f" --series {series}"
-        raise SmscGapsError(
-            f"{days} day(s) of {account}/{series} were never loaded: {describe(ranges)}. "
-            f"Fill them with `{command}` (add --dry-run to preview)"
-        )
+    error = old_gaps_error(
+        account, series, find_gaps(engine, account, series, oldest_allowed), account_name
+    )
+    if error is not None:
+        raise error
 
 
 def backfill_command(dag_id: str, first: date, last: date) -> list[str]:
