@@ -402,3 +402,28 @@ def test_access_needs_the_warehouse_connection_and_shows_readable_dags_only(
         assert refused.value.status_code == 403
     else:
         assert [a.name for a in page_app.allowed_accounts(object(), settings)] == shown
+
+
+def test_each_series_keeps_its_own_gap_ranges_and_total(engine: Engine) -> None:
+    """Ranges are cut per series, so main's many ranges cannot hide balance2's, and the
+    total counts every gap day of each series even when its ranges were cut."""
+    from smsc_hook.ui import queries
+
+    warehouse = Warehouse(engine)
+    loaded = {
+        "main": [date(2026, 10, d) for d in (1, 3, 5, 7)],  # gaps: 2, 4, 6
+        "balance2": [date(2026, 10, 1), date(2026, 10, 4)],  # gap: 2..3
+    }
+    for series, days in loaded.items():
+        for day in days:
+            warehouse.load_day(
+                account="demo", series=series, day=day, rows=[], raw_reply=b"[]", reply_format=3
+            )
+    with engine.connect() as conn:
+        ranges = queries.gap_ranges(conn, "demo", limit=2)
+    by_series = {s: [r for r in ranges if r["series"] == s] for s in loaded}
+    assert len(by_series["balance2"]) >= 1, "balance2's range must not be crowded out"
+    assert len(by_series["main"]) == 2
+    totals = {r["series"]: r["series_days"] for r in ranges}
+    # main's third range (Oct 6) and the open one after Oct 7 are cut but still counted.
+    assert totals["main"] > sum(r["days"] for r in by_series["main"])

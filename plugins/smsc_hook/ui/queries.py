@@ -76,29 +76,38 @@ _BACKFILL_LOADED_SQL = text(
       AND window_start = ANY(:days) AND loaded_at >= :since
     """
 )
-# Gaps and islands: consecutive days share day - row_number.
+# Gaps and islands: consecutive days share day - row_number. The first :limit ranges of
+# each series (so main's cannot crowd out the others), with each series' total days.
 _GAPS_SQL = text(
     """
-    SELECT series, min(day) AS first, max(day) AS last, count(*) AS days
-    FROM (SELECT series, day,
-                 day - (row_number() OVER (PARTITION BY series ORDER BY day))::integer AS grp
-          FROM smsc.load_gaps WHERE account = :account) AS g
-    GROUP BY series, grp
+    SELECT series, first, last, days, series_days
+    FROM (SELECT series, min(day) AS first, max(day) AS last, count(*) AS days,
+                 (sum(count(*)) OVER (PARTITION BY series))::bigint AS series_days,
+                 row_number() OVER (PARTITION BY series ORDER BY min(day)) AS n
+          FROM (SELECT series, day,
+                       day - (row_number() OVER (PARTITION BY series ORDER BY day))::integer
+                           AS grp
+                FROM smsc.load_gaps WHERE account = :account) AS g
+          GROUP BY series, grp) AS r
+    WHERE n <= :limit
     ORDER BY series, first
-    LIMIT :limit
     """
 )
+# The latest :limit months, every series of each.
 _RECONCILIATION_SQL = text(
     """
-    SELECT series, month, status, attempt, checked_at, missing_day_count,
-           count(login) AS logins,
-           count(*) FILTER (WHERE matched IS FALSE) AS logins_differing,
-           coalesce(sum(abs(cnt_diff)), 0) AS cnt_diff
-    FROM smsc.reconciliation_status
-    WHERE account = :account
-    GROUP BY series, month, status, attempt, checked_at, missing_day_count
+    SELECT series, month, status, attempt, checked_at, missing_day_count, logins,
+           logins_differing, cnt_diff
+    FROM (SELECT series, month, status, attempt, checked_at, missing_day_count,
+                 count(login) AS logins,
+                 count(*) FILTER (WHERE matched IS FALSE) AS logins_differing,
+                 coalesce(sum(abs(cnt_diff)), 0) AS cnt_diff,
+                 dense_rank() OVER (ORDER BY month DESC) AS n
+          FROM smsc.reconciliation_status
+          WHERE account = :account
+          GROUP BY series, month, status, attempt, checked_at, missing_day_count) AS m
+    WHERE n <= :limit
     ORDER BY month DESC, series
-    LIMIT :limit
     """
 )
 _REVISIONS_SQL = text(
@@ -222,7 +231,8 @@ def days_loaded_since(conn: Connection, account: str, days: Sequence[date], sinc
 
 
 def gap_ranges(conn: Connection, account: str, limit: int = GAP_RANGES) -> list[dict[str, Any]]:
-    """Contiguous ranges of never-loaded days per series (``smsc.load_gaps``)."""
+    """Contiguous ranges of never-loaded days (``smsc.load_gaps``): the first ``limit`` of
+    each series, each row with its series' total (``series_days``)."""
     rows = conn.execute(_GAPS_SQL, {"account": account, "limit": limit}).mappings()
     return [dict(row) for row in rows]
 
@@ -230,7 +240,8 @@ def gap_ranges(conn: Connection, account: str, limit: int = GAP_RANGES) -> list[
 def reconciliation(
     conn: Connection, account: str, limit: int = RECONCILIATION_MONTHS
 ) -> list[dict[str, Any]]:
-    """The latest check of each month (``smsc.reconciliation_status``), newest month first."""
+    """The latest check of each month and series (``smsc.reconciliation_status``), for the
+    newest ``limit`` months."""
     rows = conn.execute(_RECONCILIATION_SQL, {"account": account, "limit": limit}).mappings()
     return [dict(row) for row in rows]
 

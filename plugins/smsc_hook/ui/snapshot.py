@@ -248,7 +248,8 @@ def data_panel(
         )
     return {
         "gaps": gaps,
-        "gap_days": sum(g["days"] for g in gaps),
+        # Each series' total, also when its ranges were cut to the first GAP_RANGES.
+        "gap_days": sum({g["series"]: g["series_days"] for g in gaps}.values()),
         "reconciliation": queries.reconciliation(conn, key),
         "revisions": queries.revisions(conn, key),
     }
