@@ -77,7 +77,6 @@ def test_dag_file_parses_without_io_or_deprecation_warnings(tmp_path: Path) -> N
             "check_gaps",
             "load_day",
             "plan_days",
-            "plan_reconciliation",
             "plan_refetch",
             "publish",
             "reconcile_month",

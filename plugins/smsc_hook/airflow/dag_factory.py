@@ -175,26 +175,24 @@ def build_dag(
             return sum(int(str(loaded[i]["rows"])) for i in range(len(loaded)))
 
         @task
-        def check_gaps(**context: object) -> str:
-            """Scheduled runs: fail when days older than the lookback were never loaded."""
+        def check_gaps(**context: object) -> list[dict[str, object]]:
+            """Scheduled runs: fail when days older than the lookback were never loaded; then
+            the months that close in this run (usually none), for ``reconcile_month``. One
+            task, not two: every task instance is a process start, in every run."""
             from smsc_hook.airflow.planning import check_gaps as check
+            from smsc_hook.airflow.planning import log, plan_reconciliations
 
-            return check(context, settings, account)
-
-        @task
-        def plan_reconciliation(**context: object) -> list[dict[str, object]]:
-            """Months that close in this scheduled run (usually none)."""
-            from smsc_hook.airflow.planning import plan_reconciliations
-
+            log.info("gap check: %s", check(context, settings, account))
             return plan_reconciliations(context, settings, account)
 
+        checked = check_gaps()
         reconcile = SmscReconcileMonthOperator.partial(
             task_id="reconcile_month",
             timezone=settings.timezone,
             map_index_template="{{ task.month }}" + SERIES_LABEL,
             priority_weight=RECONCILE_PRIORITY,
             **api_task_arguments(settings, account),
-        ).expand_kwargs(plan_reconciliation())
+        ).expand_kwargs(checked)
 
         @task
         def plan_refetch(checks: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -222,6 +220,6 @@ def build_dag(
             task_id="watch_pool", smsc_pool=account.pool, bound=settings.pool_wait
         )
         published = publish(load.output)  # type: ignore[arg-type]  # XComArg → the list
-        published >> check_gaps() >> reconcile
+        published >> checked
         refetch >> verify_reconciliation(reconcile.output)  # type: ignore[arg-type]
     return dag
