@@ -13,7 +13,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from smsc_hook.airflow.planning import plan_loads, plan_reconciliations, plan_refetches
+from smsc_hook.airflow.planning import (
+    check_bootstrapped,
+    plan_lookback,
+    plan_reconciliations,
+    plan_refetches,
+    run_series,
+)
 from smsc_hook.airflow.settings import AccountConfig, PipelineSettings, parse_accounts
 from smsc_hook.client.exceptions import SmscConfigError
 
@@ -302,14 +308,22 @@ def bootstrapped(monkeypatch: pytest.MonkeyPatch, *pools: str) -> PipelineSettin
         ),
     ],
 )
-def test_plan_loads_per_account(
+def test_loads_per_account(
     clean_smsc_env: pytest.MonkeyPatch, name: str, run_type: str, expected: list[tuple[str, str]]
 ) -> None:
     settings = bootstrapped(clean_smsc_env, "smsc_api_shop", "smsc_api_news")
 
-    plan = plan_loads(context(date(2026, 11, 9), run_type), settings, settings.account(name))
+    account = settings.account(name)
+    lookback = plan_lookback(context(date(2026, 11, 9), run_type), settings, account)
 
-    assert plan == [{"day": day, "balance2": series == "balance2"} for day, series in expected]
+    # The run's own day is load_day's (one per series, no planning); the rest is the plan.
+    own = [{"balance2": series == "balance2"} for day, series in expected if day == "2026-11-09"]
+    assert run_series(account) == own
+    assert lookback == [
+        {"day": day, "balance2": series == "balance2"}
+        for day, series in expected
+        if day != "2026-11-09"
+    ]
 
 
 def test_plan_reconciliations_covers_both_series_of_a_balance2_account(
@@ -333,7 +347,7 @@ def test_plan_reconciliations_covers_both_series_of_a_balance2_account(
         pytest.param(["smsc_api"], id="bootstrapped-single-account-only"),
     ],
 )
-def test_plan_loads_refuses_a_pool_the_bootstrap_did_not_create(
+def test_the_pool_check_refuses_a_pool_the_bootstrap_did_not_create(
     clean_smsc_env: pytest.MonkeyPatch, pools: list[str] | None
 ) -> None:
     settings = (
@@ -343,7 +357,7 @@ def test_plan_loads_refuses_a_pool_the_bootstrap_did_not_create(
     )
 
     with pytest.raises(SmscConfigError) as caught:
-        plan_loads(context(date(2026, 11, 9)), settings, settings.account("shop"))
+        check_bootstrapped(settings.account("shop").pool)
 
     message = str(caught.value)
     assert "pool 'smsc_api_shop' is not set up" in message

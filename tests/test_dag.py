@@ -76,13 +76,13 @@ def test_dag_file_parses_without_io_or_deprecation_warnings(tmp_path: Path) -> N
         [
             "check_gaps",
             "load_day",
+            "lookback_day",
             "plan_days",
             "plan_refetch",
             "publish",
             "reconcile_month",
             "refetch_day",
             "verify_reconciliation",
-            "watch_pool",
         ]
     )
 
@@ -118,6 +118,9 @@ def test_dag_shape_pool_retry_policy_and_asset() -> None:
     assert type(dag.timetable).__name__ == "SmscDailyTimetable"
     assert [a.name for a in dag.task_dict["publish"].outlets] == ["smsc.daily_stats"]
     assert dag.task_dict["plan_days"].pool == "default_pool"
+    lookback = dag.task_dict["lookback_day"]
+    assert lookback.partial_kwargs["pool"] == "smsc_api"
+    assert lookback.priority_weight == load.priority_weight
     for task_id in ("reconcile_month", "refetch_day"):
         mapped = dag.task_dict[task_id]
         assert mapped.partial_kwargs["pool"] == "smsc_api", task_id
@@ -125,7 +128,11 @@ def test_dag_shape_pool_retry_policy_and_asset() -> None:
         # The day's own load outranks reconciliation work for the pool's only slot.
         assert mapped.priority_weight < load.priority_weight, task_id
         assert str(mapped.weight_rule) == str(load.weight_rule) == "absolute", task_id
-    assert dag.task_dict["watch_pool"].pool == "default_pool"
+    # The run's own load has no upstream (no planning task starts before it), the
+    # lookback re-fetches follow the plan, and publishing waits for both.
+    assert load.upstream_task_ids == set()
+    assert lookback.upstream_task_ids == {"plan_days"}
+    assert dag.task_dict["publish"].upstream_task_ids == {"load_day", "lookback_day"}
 
 
 # --- airflow dags test against the simulator and a throwaway warehouse --------------------

@@ -3,7 +3,7 @@
 Catch-up scheduled runs over a fixed past range (``SMSC_START_DATE`` .. ``SMSC_END_DATE``),
 so the runs that exist do not depend on today's date; the default lookback (3 days) and
 reconciliation; the simulator enforcing a scaled rate window. And the run-time pool watch:
-a pool deleted after the bootstrap fails ``watch_pool`` with the fix instead of hanging.
+a pool deleted after the bootstrap fails ``plan_days`` with the fix instead of hanging.
 """
 
 from __future__ import annotations
@@ -145,13 +145,15 @@ def test_scheduled_runs_with_defaults_reload_lookback_and_reconcile_the_month(
     refetches = [ti for ti in by_task["refetch_day"] if ti["state"] == "success"]
     assert len(refetches) == 28 * differing
     assert {ti["state"] for ti in by_task["verify_reconciliation"]} >= {"success"}
-    assert {ti["state"] for ti in by_task["watch_pool"]} == {"success"}
+    assert {ti["state"] for ti in by_task["plan_days"]} == {"success"}
+    # The lookback re-fetches are tasks of their own, in scheduled runs only.
+    assert len(by_task["lookback_day"]) == 3 * len(RUN_DAYS)
     for refetch in refetches:
         taken = parse_time(refetch["queued_when"])
         assert taken is not None
         waiting = [
             load["map_index"]
-            for load in by_task["load_day"]
+            for load in by_task["load_day"] + by_task["lookback_day"]
             if (scheduled := parse_time(load["scheduled_when"]))
             and (queued := parse_time(load["queued_when"]))
             and scheduled < taken - timedelta(seconds=1)
@@ -164,7 +166,7 @@ def test_scheduled_runs_with_defaults_reload_lookback_and_reconcile_the_month(
     )
 
 
-def test_a_pool_deleted_after_the_bootstrap_fails_watch_pool_with_the_fix(
+def test_a_pool_deleted_after_the_bootstrap_fails_plan_days_with_the_fix(
     tmp_path: Path, warehouse_url: str
 ) -> None:
     with running_simulator("--quiet") as sim:
@@ -188,7 +190,7 @@ def test_a_pool_deleted_after_the_bootstrap_fails_watch_pool_with_the_fix(
             watch: dict[str, Any] = {}
             while time.monotonic() < deadline:
                 tis = {ti["task_id"]: ti for ti in stack.task_instances(DAG_ID)}
-                watch = tis.get("watch_pool", {})
+                watch = tis.get("plan_days", {})
                 if watch.get("state") == "failed":
                     break
                 time.sleep(2)
@@ -199,7 +201,7 @@ def test_a_pool_deleted_after_the_bootstrap_fails_watch_pool_with_the_fix(
             logs = "".join(
                 p.read_text(errors="replace")
                 for p in (stack.home / "logs").rglob("*")
-                if p.is_file() and "watch_pool" in str(p)
+                if p.is_file() and "plan_days" in str(p)
             )
             requests = sim.control.requests()
 
@@ -208,4 +210,4 @@ def test_a_pool_deleted_after_the_bootstrap_fails_watch_pool_with_the_fix(
     assert "the pool is missing, has 0 slots" in logs
     assert "airflow pools set smsc_api 1" in logs
     assert requests == []
-    print(f"\nmissing pool: watch_pool failed {waited:.0f} s after the trigger (bound 15 s)")
+    print(f"\nmissing pool: plan_days failed {waited:.0f} s after the trigger (bound 15 s)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Asset, task
 
@@ -14,15 +14,18 @@ from smsc_hook.airflow.operators import (
     SmscReconcileMonthOperator,
     SmscStatsToPostgresOperator,
 )
+from smsc_hook.airflow.planning import run_series
 from smsc_hook.airflow.retry import SmscRetryPolicy
 from smsc_hook.airflow.sensors import SmscPoolSensor
 from smsc_hook.airflow.settings import AccountConfig, PipelineSettings
 from smsc_hook.airflow.timetable import SmscDailyTimetable
 from smsc_hook.airflow.windows import zone
-from smsc_hook.alerts.callbacks import FailureAlert, deadline_alert
 from smsc_hook.alerts.config import AlertSettings
 from smsc_hook.client.exceptions import SmscConfigError
 from smsc_hook.observability.lineage import FALLBACK_ASSET_URI, daily_stats_uri
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 #: BI refresh DAGs can schedule on this asset (by name: ``Asset.ref(name=...)``): it is
 #: updated when a run's days have landed. Its URI names the real warehouse, see
@@ -40,12 +43,14 @@ DAG_DOC = """\
 SMSC sending statistics into PostgreSQL, one calendar day per run, one DAG per account.
 
 Each run's data interval is one day in the account's time zone (`SMSC_TIMEZONE`) and
-starts at `SMSC_SCHEDULE_TIME` the next morning. Scheduled runs also re-fetch the
-`SMSC_LOOKBACK_DAYS` previous days, fail when older days were never loaded, and
+starts at `SMSC_SCHEDULE_TIME` the next morning. `load_day` loads the run's day (one
+task per series); `plan_days` fails the run with the fix when those loads can never get a
+pool slot. Scheduled runs also re-fetch the `SMSC_LOOKBACK_DAYS` previous days
+(`lookback_day`), fail when older days were never loaded (`check_gaps`), and
 reconcile a month against SMSC's month total when it closes (and again once its last day
 leaves the lookback window) — only if every day of it was loaded; a difference re-fetches
 the month's days one paced task at a time, below the daily loads in priority. Backfills
-and manual runs load exactly their day. Every SMSC call runs in the account's pool and is
+and manual runs load exactly their day: three task instances, the rest is skipped. Every SMSC call runs in the account's pool and is
 paced by the warehouse's call ledger.
 
 One account (default): DAG `smsc_daily_stats`, connection `smsc_default`, pool
@@ -76,6 +81,10 @@ def alert_arguments(
 ) -> dict[str, Any]:
     """The DAG's ``default_args`` callback and ``deadline``; empty when nothing is set up."""
     arguments: dict[str, Any] = {}
+    if not alerts.enabled and alerts.deadline is None:
+        return arguments
+    from smsc_hook.alerts.callbacks import FailureAlert, deadline_alert
+
     if alerts.enabled:
         callback = FailureAlert(
             settings=alerts,
@@ -151,34 +160,48 @@ def build_dag(
         doc_md=DAG_DOC,
         **alert_arguments(settings, account, alerts or AlertSettings()),
     ) as dag:
-
-        @task
-        def plan_days(**context: object) -> list[dict[str, object]]:
-            """The run's day (+ lookback days for scheduled runs) for each series."""
-            from smsc_hook.airflow.planning import plan_loads
-
-            return plan_loads(context, settings, account)
-
-        days = plan_days()
+        # The run's own day, one load per series: known at parse time, so a backfill run
+        # starts its load without waiting for a planning task (each task is a process).
         load = SmscStatsToPostgresOperator.partial(
             task_id="load_day",
             timezone=settings.timezone,
             map_index_template="{{ task.day }}" + SERIES_LABEL,
             priority_weight=LOAD_PRIORITY,
             **api_task_arguments(settings, account),
-        ).expand_kwargs(days)
+        ).expand_kwargs(run_series(account))
 
-        @task(outlets=[asset])
-        def publish(loaded: list[dict[str, object]]) -> int:
+        # Beside it, in the default pool: fails with the fix when the loads can never get
+        # a slot, and plans the lookback re-fetches (scheduled runs only; none otherwise).
+        def lookback_plan(context: Context) -> list[dict[str, Any]]:
+            from smsc_hook.airflow.planning import plan_lookback
+
+            return plan_lookback(context, settings, account)
+
+        plan = SmscPoolSensor(
+            task_id="plan_days",
+            smsc_pool=account.pool,
+            bound=settings.pool_wait,
+            then=lookback_plan,
+            scheduled_only=["check_gaps"],
+        )
+        lookback = SmscStatsToPostgresOperator.partial(
+            task_id="lookback_day",
+            timezone=settings.timezone,
+            map_index_template="{{ task.day }}" + SERIES_LABEL,
+            priority_weight=LOAD_PRIORITY,
+            **api_task_arguments(settings, account),
+        ).expand_kwargs(plan.output)
+
+        # Lookback re-fetches are skipped (none) outside scheduled runs: that must not
+        # skip publishing; a failed load must.
+        @task(outlets=[asset], trigger_rule="none_failed_min_one_success")
+        def publish() -> None:
             """Emit the asset event once every day of the run has landed."""
-            # Indexing (not iterating) the lazy XCom sequence avoids a 404 probe past its end.
-            return sum(int(str(loaded[i]["rows"])) for i in range(len(loaded)))
 
         @task
-        def check_gaps(**context: object) -> list[dict[str, object]]:
-            """Scheduled runs: fail when days older than the lookback were never loaded; then
-            the months that close in this run (usually none), for ``reconcile_month``. One
-            task, not two: every task instance is a process start, in every run."""
+        def check_gaps(**context: Any) -> list[dict[str, Any]]:
+            """Fail when days older than the lookback were never loaded; then the months
+            that close in this run (usually none), for ``reconcile_month``."""
             from smsc_hook.airflow.planning import check_gaps as check
             from smsc_hook.airflow.planning import log, plan_reconciliations
 
@@ -216,10 +239,9 @@ def build_dag(
 
             return verify_reconciliations([checks[i] for i in range(len(checks))], settings)
 
-        days >> SmscPoolSensor(
-            task_id="watch_pool", smsc_pool=account.pool, bound=settings.pool_wait
-        )
-        published = publish(load.output)  # type: ignore[arg-type]  # XComArg → the list
-        published >> checked
+        # Outside scheduled runs ``plan_days`` skips the gap check, and with it the whole
+        # reconciliation branch, as soon as the run starts.
+        [load, lookback] >> publish() >> checked
+        plan >> checked
         refetch >> verify_reconciliation(reconcile.output)  # type: ignore[arg-type]
     return dag

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from smsc_hook.airflow.settings import BOOTSTRAP_VARIABLE, AccountConfig, PipelineSettings
 from smsc_hook.airflow.windows import days_to_load, local_day, zone
-from smsc_hook.checks.reconciliation import months_to_reconcile
 from smsc_hook.client.exceptions import SmscConfigError
 
 SCHEDULED = "scheduled"
 log = logging.getLogger(__name__)
 
 #: The DAG's tasks that run in the account's pool.
-API_TASKS = ("load_day", "reconcile_month", "refetch_day")
+API_TASKS = ("load_day", "lookback_day", "reconcile_month", "refetch_day")
 #: States a task instance can only reach after the scheduler found it a pool slot.
 _STARTED = [
     *("queued", "running", "success", "failed"),
@@ -67,16 +67,23 @@ def series_flags(series: str) -> dict[str, bool]:
     }
 
 
-def plan_loads(
+def run_series(account: AccountConfig) -> list[dict[str, Any]]:
+    """Keyword sets of the run's own loads, one per series (known at parse time: the day
+    is the run's, resolved by the operator), so they need no planning task."""
+    return [series_flags(series) for series in account.series]
+
+
+def plan_lookback(
     context: Mapping[str, Any], settings: PipelineSettings, account: AccountConfig
 ) -> list[dict[str, Any]]:
-    """Keyword sets for the mapped load tasks: each day and each series, oldest day first."""
-    check_bootstrapped(account.pool)
+    """Keyword sets of the re-fetches of earlier days: scheduled runs only (each lookback
+    day and each series, oldest first); backfills and manual runs load exactly their day,
+    so for them this is empty and the mapped task costs nothing."""
     days = days_to_load(
         run_day(context, settings),
         scheduled=is_scheduled(context),
         lookback_days=settings.lookback_days,
-    )
+    )[:-1]  # the run's own day is ``load_day``'s
     return [
         {"day": day.isoformat(), **series_flags(series)}
         for day in days
@@ -90,6 +97,8 @@ def plan_reconciliations(
     """Months to reconcile in this run: scheduled runs only (see ``months_to_reconcile``)."""
     if not is_scheduled(context):
         return []
+    from smsc_hook.checks.reconciliation import months_to_reconcile
+
     months = months_to_reconcile(run_day(context, settings), settings.lookback_days)
     return [
         {"month": f"{month:%Y-%m}", **series_flags(series)}
@@ -143,25 +152,36 @@ def check_gaps(
     return f"no gaps before {oldest_allowed.isoformat()}"
 
 
-def pool_in_use(context: Mapping[str, Any], pool: str, bound: timedelta) -> str | None:
+def pool_in_use(
+    context: Mapping[str, Any], pool: str, bound: timedelta, settle: float = 5.0
+) -> str | None:
     """Whether this run's loads got a slot in ``pool``; raise with the fix if they never will.
 
     A task in a missing pool (or one with no free slot) stays ``scheduled`` forever with
     only a scheduler warning, and the Task SDK cannot read pools. What it can read is task
     states: once one of this run's loads has been queued, or while any SMSC task of this
-    DAG is queued or running, the pool exists and works (ours wait their turn). When
-    neither is seen ``bound`` after the first look, this raises. Returns what
-    it saw, or None to look again later.
+    DAG is queued or running, the pool exists and works (ours wait their turn). The loads
+    start beside this check, so it looks again for up to ``settle`` seconds before
+    giving the slot back (another look is another process). When neither is seen
+    ``bound`` after the first look, this raises. Returns what it saw, or None to look
+    again later.
     """
     ti = context["ti"]
-    ours = ti.get_ti_count(
-        dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=["load_day"], states=_STARTED
-    )
-    if ours:
-        return f"pool {pool!r}: this run's loads got a slot"
-    busy = ti.get_ti_count(dag_id=ti.dag_id, task_ids=list(API_TASKS), states=["queued", "running"])
-    if busy:
-        return f"pool {pool!r}: {busy} SMSC task(s) of this DAG hold or wait for its slot"
+    looked = time.monotonic()
+    while True:
+        ours = ti.get_ti_count(
+            dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=["load_day"], states=_STARTED
+        )
+        if ours:
+            return f"pool {pool!r}: this run's loads got a slot"
+        busy = ti.get_ti_count(
+            dag_id=ti.dag_id, task_ids=list(API_TASKS), states=["queued", "running"]
+        )
+        if busy:
+            return f"pool {pool!r}: {busy} SMSC task(s) of this DAG hold or wait for its slot"
+        if time.monotonic() - looked >= settle:
+            break
+        time.sleep(1.0)
     # The first poke's time (reschedule mode keeps it); not the run's start, which a
     # backfill or ``dags test`` may set to the logical date.
     started = (

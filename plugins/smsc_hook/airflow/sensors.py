@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.bases.skipmixin import SkipMixin
 
-from smsc_hook.airflow.planning import pool_in_use
+from smsc_hook.airflow.planning import check_bootstrapped, is_scheduled, pool_in_use
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class SmscPoolSensor(BaseSensorOperator):
+class SmscPoolSensor(BaseSensorOperator, SkipMixin):
     """Succeed once the run's ``load_day`` tasks got a slot in ``smsc_pool``; fail with the
-    fix when they wait for ``bound`` while no SMSC task of the DAG is queued or running.
+    fix when the bootstrap never created it, or when the loads wait for ``bound`` while no
+    SMSC task of the DAG is queued or running.
 
-    Runs in reschedule mode in the default pool: between pokes it holds no worker slot,
-    and the usual first poke already sees the loads queued.
+    Runs in reschedule mode in the default pool, beside the loads: between pokes it holds
+    no worker slot, and the usual first poke already sees the loads queued.
 
     :param smsc_pool: the pool the account's SMSC tasks run in.
     :param bound: how long the run may go without any sign of that pool working.
+    :param then: called with the context once the pool is seen working; what it returns
+        is the task's XCom (the DAG's lookback plan), so one task start does both.
+    :param scheduled_only: task ids this sensor skips in runs that are not scheduled
+        (backfills, manual runs), at the run's start: skipped then, they (and what follows
+        them) cost no process, and the scheduler stops looking at them while the run's
+        load waits for its turn in the pool.
     """
 
     template_fields: Sequence[str] = ("smsc_pool",)
@@ -34,6 +42,8 @@ class SmscPoolSensor(BaseSensorOperator):
         smsc_pool: str,
         bound: timedelta = timedelta(minutes=10),
         poke_interval: float = 20,
+        then: Callable[[Context], Any] | None = None,
+        scheduled_only: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "reschedule")
@@ -42,7 +52,19 @@ class SmscPoolSensor(BaseSensorOperator):
         super().__init__(poke_interval=poke_interval, **kwargs)
         self.smsc_pool = smsc_pool
         self.bound = bound
+        self.then = then
+        self.scheduled_only = tuple(scheduled_only)
 
     def poke(self, context: Context) -> PokeReturnValue:
+        check_bootstrapped(self.smsc_pool)
         seen = pool_in_use(context, self.smsc_pool, self.bound)
-        return PokeReturnValue(is_done=seen is not None, xcom_value=seen)
+        if seen is None:
+            return PokeReturnValue(is_done=False)
+        self.log.info("%s", seen)
+        result = self.then(context) if self.then is not None else seen
+        if self.scheduled_only and not is_scheduled(context):
+            # Skipping ends the task here, before Airflow would push the result.
+            context["ti"].xcom_push(key="return_value", value=result)
+            assert self.dag is not None
+            self.skip(ti=context["ti"], tasks=[self.dag.get_task(t) for t in self.scheduled_only])
+        return PokeReturnValue(is_done=True, xcom_value=result)
