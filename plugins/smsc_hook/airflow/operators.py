@@ -10,34 +10,23 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from sqlalchemy import Engine
 
 from smsc_hook.airflow.retry import SmscRetryPolicy
 from smsc_hook.airflow.windows import local_day, zone
-from smsc_hook.checks.reconciliation import check_month, month_days
 from smsc_hook.client.exceptions import SmscConfigError, SmscDisputedReplyError
-from smsc_hook.client.hook import SmscHook, StatReply
-from smsc_hook.observability import metrics
-from smsc_hook.observability.lineage import LoadLineage, WarehouseLocation, operator_lineage
-from smsc_hook.warehouse.engine import make_engine, warehouse_url
-from smsc_hook.warehouse.ledger import (
-    DEFAULT_LIMIT,
-    DEFAULT_WINDOW,
-    IP_BLOCK_PAUSE,
-    LedgerPacer,
-    RateLimit,
-)
-from smsc_hook.warehouse.migrations import pending_migrations
-from smsc_hook.warehouse.writer import (
-    LoadResult,
-    RemovalNeedsWitness,
-    Warehouse,
-    latest_begun_day,
-    same_rows,
-)
+from smsc_hook.warehouse.ledger import DEFAULT_LIMIT, DEFAULT_WINDOW, IP_BLOCK_PAUSE, RateLimit
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from sqlalchemy import Engine
+
+    from smsc_hook.client.hook import SmscHook, StatReply
+    from smsc_hook.observability.lineage import LoadLineage
+    from smsc_hook.warehouse.writer import LoadResult, Warehouse
+
+# The HTTP client, the warehouse writer, metrics and lineage are imported where a task
+# runs, not here: every task process and the dag-processor parse the DAG file, which
+# imports this module, and most of those processes never call SMSC.
 
 DEFAULT_RETRIES = 8
 #: Nothing holds the account's pool slot for ever: two fetches of a day, each over every
@@ -52,6 +41,8 @@ log = logging.getLogger(__name__)
 
 def parse_day(value: str | date) -> date:
     """``date`` or ``YYYY-MM-DD``; a day that has not begun anywhere is refused."""
+    from smsc_hook.warehouse.writer import latest_begun_day
+
     if isinstance(value, date):
         day = value
     else:
@@ -92,6 +83,8 @@ class _Session:
 
     def lineage(self) -> LoadLineage:
         """What this session reads (the SMSC endpoint, by account) and writes (the tables)."""
+        from smsc_hook.observability.lineage import LoadLineage, WarehouseLocation
+
         return LoadLineage(
             endpoint=self.hook.settings.base_urls[0],
             account=self.account,
@@ -117,6 +110,8 @@ class _Session:
         when a second paced fetch agrees; otherwise both replies are archived, the stored
         rows stay as they are and :class:`SmscDisputedReplyError` is raised.
         """
+        from smsc_hook.warehouse.writer import RemovalNeedsWitness, Warehouse, same_rows
+
         warehouse = Warehouse(self.engine)
         reply = self.fetch(day, day)
         try:
@@ -206,10 +201,19 @@ class _SmscWarehouseOperator(BaseOperator):
         Called by the OpenLineage provider's listener after ``execute``; imports OpenLineage
         only then. None before ``execute`` ran (nothing was read or written).
         """
-        return operator_lineage(self._lineage) if self._lineage is not None else None
+        if self._lineage is None:
+            return None
+        from smsc_hook.observability.lineage import operator_lineage
+
+        return operator_lineage(self._lineage)
 
     @contextmanager
     def _session(self, context: Context) -> Iterator[_Session]:
+        from smsc_hook.client.hook import SmscHook
+        from smsc_hook.warehouse.engine import make_engine, warehouse_url
+        from smsc_hook.warehouse.ledger import LedgerPacer
+        from smsc_hook.warehouse.migrations import pending_migrations
+
         hook = SmscHook(self.smsc_conn_id)
         settings = hook.settings  # configuration errors surface before any call
         if self.balance2 is not None and self.balance2 != settings.balance2:
@@ -277,8 +281,11 @@ class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         day = self._resolve_day(context)
+        self.day = day.isoformat()  # the task's label (``map_index_template``) names it
         with self._session(context) as session:
             reply, result = session.load(day)
+        from smsc_hook.observability import metrics
+
         metrics.day_loaded(
             session.account,
             session.series,
@@ -348,6 +355,8 @@ class SmscReconcileMonthOperator(_SmscWarehouseOperator):
         self.timezone = timezone
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from smsc_hook.checks.reconciliation import check_month, month_days
+
         month = parse_month(self.month)
         with self._session(context) as session:
             result = check_month(
