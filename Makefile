@@ -56,8 +56,9 @@ backfill-test: $(STAMP)
 clean:
 	rm -rf $(VENV) .state .mypy_cache .pytest_cache .ruff_cache
 
-# Backfill speed against SMSC's real limit, ours vs a naive DAG (about 25 minutes):
-# writes docs/benchmarks.md. Measures only; never fails on a missed target.
+# Backfill speed against SMSC's real limit, ours vs a naive DAG, CPU per loaded day
+# before/after and N accounts at once (about 45 minutes): writes docs/benchmarks.md.
+# Measures only; never fails on a missed target.
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m devtools.benchmark

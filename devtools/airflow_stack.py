@@ -90,6 +90,10 @@ class AirflowStack:
     timezone: str = "Europe/Moscow"
     extra_env: Mapping[str, str] = field(default_factory=dict)
     dags_folder: Path = REPO_ROOT / "dags"
+    #: The checkout whose ``plugins/`` (and root) the services, CLI and :meth:`python` use:
+    #: its ``smsc_hook`` comes first on ``sys.path`` (the benchmark's "before" runs an old
+    #: commit's worktree this way).
+    code_root: Path = REPO_ROOT
     #: Each entry is the airflow sub-command of one service, e.g. ("celery", "worker").
     services: tuple[tuple[str, ...], ...] = tuple((s,) for s in SERVICES)
     port: int = field(default_factory=free_port)
@@ -145,6 +149,9 @@ class AirflowStack:
             for key, value in os.environ.items()
             if not key.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))
         }
+        # Cache bytecode as a deployment does (a wheel install compiles it): with this set,
+        # every task process would compile the DAG file and smsc_hook from source again.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         secret_file = self.home / "jwt_secret"
         if not secret_file.exists():
             self.home.mkdir(parents=True, exist_ok=True)
@@ -153,7 +160,7 @@ class AirflowStack:
             {
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.code_root / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "4",
@@ -174,7 +181,7 @@ class AirflowStack:
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
                 "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",
                 "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(REPO_ROOT / "plugins"), str(REPO_ROOT)) if p
+                    p for p in (str(self.code_root / "plugins"), str(self.code_root)) if p
                 ),
                 "SMSC_TIMEZONE": self.timezone,
             }
@@ -229,7 +236,7 @@ class AirflowStack:
         result = subprocess.run(
             [sys.executable, *args],
             env=self.env,
-            cwd=REPO_ROOT,
+            cwd=self.code_root,
             capture_output=True,
             text=True,
             timeout=timeout,

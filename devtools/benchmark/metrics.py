@@ -230,3 +230,154 @@ def compute(record: PhaseRecord) -> PhaseMetrics:
             [m.parse for m in record.marks.values() if m.parse is not None]
         ),
     )
+
+
+#: The cost groups, in the report's order; the CLI is the benchmark's ``airflow`` commands.
+CPU_GROUPS = ("scheduler", "dag-processor", "api-server", "PostgreSQL", "CLI")
+
+
+def _per(value: float, count: int) -> float | None:
+    return value / count if count > 0 else None
+
+
+@dataclass(frozen=True)
+class CostMetrics:
+    """What a phase cost the machine: CPU per loaded day, idle rate, memory, load."""
+
+    label: str
+    code: str
+    windows: int
+    #: The CPU measurement's span: first ``backfill create`` → every run seen ended.
+    span_s: float
+    cpu_s: float
+    groups_s: dict[str, float]
+    per_day: float | None
+    groups_per_day: dict[str, float | None]
+    #: The stack's CPU per minute with nothing to run (same groups, CLI none).
+    idle_per_min: float | None
+    #: (CPU - idle rate x span) ÷ windows: what a day adds on top of the fixed cost.
+    marginal_per_day: float | None
+    simulator_s: float
+    tries: int
+    tries_per_day: float | None
+    peak_pss_mib: float | None
+    rss_fallbacks: int
+    load_mean: float | None
+    load_max: float | None
+    orphans: int
+    #: Airflow processes of other stacks seen at once: their database work is in PostgreSQL.
+    foreign_airflow: int
+
+
+def cost(record: PhaseRecord) -> CostMetrics:
+    """CPU per loaded day (services + PostgreSQL ÷ windows loaded) and the rest."""
+    cpu, idle = record.cpu, record.idle
+    windows = record.windows_loaded
+    idle_rate = idle.total / idle.seconds if idle.seconds > 0 else None
+    marginal = None
+    if idle_rate is not None and windows > 0:
+        marginal = (cpu.total - idle_rate * cpu.seconds) / windows
+    started = sum(t.start is not None for t in record.tries)
+    load = record.processes.load_1min
+    pss = record.processes.peak_pss_kib
+    return CostMetrics(
+        label=record.spec.label,
+        code=record.spec.code,
+        windows=windows,
+        span_s=cpu.seconds,
+        cpu_s=cpu.total,
+        groups_s={name: cpu.groups.get(name, 0.0) for name in CPU_GROUPS},
+        per_day=_per(cpu.total, windows),
+        groups_per_day={name: _per(cpu.groups.get(name, 0.0), windows) for name in CPU_GROUPS},
+        idle_per_min=None if idle_rate is None else idle_rate * 60,
+        marginal_per_day=marginal,
+        simulator_s=cpu.simulator,
+        tries=started,
+        tries_per_day=_per(started, windows),
+        peak_pss_mib=pss / 1024 if pss else None,
+        rss_fallbacks=record.processes.rss_fallbacks,
+        load_mean=statistics.fmean(load) if load else None,
+        load_max=max(load) if load else None,
+        orphans=max(cpu.orphans, idle.orphans),
+        foreign_airflow=record.processes.foreign_airflow,
+    )
+
+
+@dataclass(frozen=True)
+class AccountMetrics:
+    """One account's DAG in a phase of several at once."""
+
+    login: str
+    dag_id: str
+    days: int
+    windows: int
+    run_states: dict[str, int]
+    steady_efficiency: float | None
+    rejected_9: int
+    other_errors: int
+    #: Its ``backfill create`` → its DAG's last run ended.
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class AccountsPhase:
+    """N accounts backfilled at once: each account's numbers and the whole phase's cost."""
+
+    n: int
+    label: str
+    #: True when the row is the single-account phase ("ours") rather than a run of its own.
+    reused: bool
+    timed_out: bool
+    accounts: list[AccountMetrics]
+    cost: CostMetrics
+
+    @property
+    def efficiencies(self) -> list[float]:
+        return [a.steady_efficiency or 0.0 for a in self.accounts]
+
+    @property
+    def rejected_9(self) -> int:
+        return sum(a.rejected_9 for a in self.accounts)
+
+    def all_efficient(self, threshold: float) -> bool:
+        """Every account at ``threshold`` or better, no error 9, every day loaded."""
+        return not self.timed_out and all(
+            (a.steady_efficiency or 0.0) >= threshold and a.rejected_9 == 0 and a.windows == a.days
+            for a in self.accounts
+        )
+
+
+def accounts_phase(record: PhaseRecord, *, reused: bool = False) -> AccountsPhase:
+    """Per account (its simulator login's requests, its DAG's runs) and the phase's cost."""
+    rows = []
+    for account in record.accounts:
+        mine = [r for r in record.requests if r.get("account") == account.login]
+        ok_times = sorted(r["time"] for r in mine if r.get("outcome") == "ok")
+        codes = [r.get("error_code") for r in mine if r.get("outcome") != "ok"]
+        rows.append(
+            AccountMetrics(
+                login=account.login,
+                dag_id=account.dag_id,
+                days=len(record.days),
+                windows=account.windows_loaded,
+                run_states=account.run_states,
+                steady_efficiency=steady_efficiency(ok_times),
+                rejected_9=sum(code == 9 for code in codes),
+                other_errors=sum(code != 9 for code in codes),
+                wall_s=account.finished - account.started,
+            )
+        )
+    return AccountsPhase(
+        n=len(record.accounts),
+        label=record.spec.label,
+        reused=reused,
+        timed_out=record.timed_out,
+        accounts=rows,
+        cost=cost(record),
+    )
+
+
+def largest_efficient(phases: list[AccountsPhase], threshold: float) -> int | None:
+    """The largest N whose accounts all met ``threshold`` with no error 9 (None: none)."""
+    met = [phase.n for phase in phases if phase.all_efficient(threshold)]
+    return max(met) if met else None

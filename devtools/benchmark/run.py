@@ -1,10 +1,12 @@
-"""The benchmark's command line: start-up costs, then our DAG's phase, then the naive ones.
+"""The benchmark's command line: start-up costs, our DAG's phase, the same phase on the
+code before the cost work (``--baseline``, from a git worktree), N accounts at once
+(``--accounts``), then the naive DAG.
 
 Every phase backfills the same days with the same ``airflow backfill create`` command, one
 after the other on the same machine, so the phases cannot slow each other down. The naive
-DAG runs at Airflow's default backfill concurrency and again at ``--max-active-runs 3``,
-because its outcome depends on it. The rate-limit numbers do not depend on the order: each
-phase gets a fresh simulator, so its rate window starts empty.
+DAG runs at Airflow's default backfill concurrency and, with ``--naive-also-at``, at lower
+ones, because its outcome depends on it. The rate-limit numbers do not depend on the
+order: each phase gets a fresh simulator, so its rate window starts empty.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import argparse
 import os
 import shlex
 import shutil
+import signal
+import subprocess
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,13 +29,15 @@ from zoneinfo import ZoneInfo
 from devtools import postgres
 from devtools.airflow_stack import REPO_ROOT, AirflowStack
 from devtools.benchmark import metrics, report, startup
-from devtools.benchmark.phase import PhaseSpec, run_phase
+from devtools.benchmark.phase import PhaseRecord, PhaseSpec, run_phase
 
 OUR_DAG = REPO_ROOT / "dags" / "smsc_daily_stats.py"
 NAIVE_DAGS = Path(__file__).resolve().parent / "naive_dags"
 DEFAULT_OUTPUT = REPO_ROOT / "docs" / "benchmarks.md"
 DEFAULT_WORK_DIR = REPO_ROOT / ".state" / "benchmark"
 WORK_DIR_MARKER = ".benchmark-work-dir"
+#: The commit before the CPU-cost work (issue 19): the "before" of the cost table.
+DEFAULT_BASELINE = "b8074b8"
 
 
 def backfill_days(count: int, timezone: str) -> list[date]:
@@ -38,14 +46,41 @@ def backfill_days(count: int, timezone: str) -> list[date]:
     return [last - timedelta(days=back) for back in range(count - 1, -1, -1)]
 
 
-def phases(args: argparse.Namespace) -> list[PhaseSpec]:
-    """Ours, the naive DAG with the same backfill, and the naive DAG at lower concurrency."""
-    # Generous for ours: the limit's minimum plus start-up; the naive ones are capped.
+def ours_spec(args: argparse.Namespace) -> PhaseSpec:
+    """Our DAG, the default account, the working tree's code."""
+    # Generous: the limit's minimum plus start-up (the rate limit is per account, so N
+    # accounts at once need no more); the naive ones are capped.
     ours_timeout = metrics.fastest_span(args.days) * 1.5 + 600
     ours = PhaseSpec(
         "ours", "ours", "smsc_daily_stats", OUR_DAG.parent, OUR_DAG.name, None, ours_timeout
     )
-    specs = [replace(ours, max_active_runs=args.max_active_runs)]
+    return replace(ours, max_active_runs=args.max_active_runs)
+
+
+def accounts_spec(args: argparse.Namespace, n: int, baseline: Baseline | None = None) -> PhaseSpec:
+    """N accounts at once (``bench01`` ..), each its own DAG; N = 1 is the ours phase.
+
+    With ``baseline``, the stack runs that worktree's DAGs folder and plugins.
+    """
+    spec = ours_spec(args)
+    if n > 1:
+        names = tuple(f"bench{i:02d}" for i in range(1, n + 1))
+        spec = replace(spec, kind=f"ours, {n} accounts", label=f"accounts-{n}", accounts=names)
+    if baseline is None:
+        return spec
+    return replace(
+        spec,
+        kind=f"before ({baseline.short})" + (f", {n} accounts" if n > 1 else ""),
+        label=f"baseline-{n}",
+        dags_folder=baseline.root / "dags",
+        code_root=baseline.root,
+        code=baseline.short,
+    )
+
+
+def naive_specs(args: argparse.Namespace) -> list[PhaseSpec]:
+    """The naive DAG with the same backfill, and again at each ``--naive-also-at``."""
+    specs = []
     for runs in dict.fromkeys([args.max_active_runs, *args.naive_also_at]):
         specs.append(
             PhaseSpec(
@@ -60,6 +95,41 @@ def phases(args: argparse.Namespace) -> list[PhaseSpec]:
             )
         )
     return specs
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The "before" code: a detached worktree of ``rev``."""
+
+    rev: str
+    short: str
+    subject: str
+    root: Path
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@contextmanager
+def baseline_worktree(rev: str, work_dir: Path) -> Iterator[Baseline]:
+    """``git worktree add --detach`` of ``rev`` under the work dir, removed however the
+    block ends (``--force``: a stale registration of a crashed run is overridden)."""
+    short, subject = _git("show", "-s", "--format=%h%x00%s", rev).split("\0", 1)
+    path = work_dir / "baseline-src"
+    _git("worktree", "add", "--force", "--detach", str(path), rev)
+    print(f"benchmark: before = {short} {subject!r}, worktree {path}", flush=True)
+    try:
+        yield Baseline(rev, short, subject, path)
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(path)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=False,
+        )
 
 
 def fresh_work_dir(path: Path) -> None:
@@ -86,10 +156,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--naive-also-at",
         type=int,
         nargs="*",
-        default=[3],
+        default=[],
         metavar="N",
-        help="also backfill the naive DAG with --max-active-runs N (default 3, as the demo and "
-        "the backfill test run ours; give no value to skip)",
+        help="also backfill the naive DAG with --max-active-runs N (e.g. 3, as the demo and "
+        "the backfill test run ours; default none: it would take the benchmark past 45 min)",
+    )
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        nargs="+",
+        default=[1, 4, 8],
+        metavar="N",
+        help="backfill the same days for N accounts at once, one phase per N (default 1 4 8; "
+        "N = 1 is the ours phase)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default=DEFAULT_BASELINE,
+        metavar="REV",
+        help=f"the code before the cost work, run from a git worktree (default {DEFAULT_BASELINE})",
+    )
+    parser.add_argument(
+        "--baseline-accounts",
+        type=int,
+        nargs="*",
+        default=[1],
+        metavar="N",
+        help="the N-accounts phases to run on --baseline's code too (default 1; none: skip it)",
+    )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=60,
+        help="idle baseline of each phase: the stack's CPU with nothing to run (default 60)",
     )
     parser.add_argument(
         "--naive-timeout",
@@ -103,12 +202,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.days < 4:
         parser.error("--days must be at least 4 (efficiency needs more than one burst)")
+    if min(args.accounts + args.baseline_accounts, default=1) < 1:
+        parser.error("--accounts and --baseline-accounts take numbers of 1 or more")
+    if args.idle_seconds <= 0:
+        parser.error("--idle-seconds must be more than 0")
+    args.accounts = sorted(set(args.accounts))
+    args.baseline_accounts = sorted(set(args.baseline_accounts))
     return args
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    # SIGTERM (and SIGINT, which a background job ignores) unwind like an exception, so
+    # every phase's stack, simulator, databases and the baseline worktree are cleaned up.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     began = time.monotonic()
     fresh_work_dir(args.work_dir)
     server = postgres.server_url()
@@ -125,12 +238,33 @@ def main(argv: list[str] | None = None) -> int:
         env_stack.close()
     print(f"benchmark: DAG parse {costs.parse_cold:.3f} s cold, {costs.parse_warm:.4f} s warm")
 
-    records = [
-        run_phase(spec, days, timezone=args.timezone, server_url=server, work_dir=args.work_dir)
-        for spec in phases(args)
+    def run(spec: PhaseSpec) -> PhaseRecord:
+        return run_phase(
+            spec,
+            days,
+            timezone=args.timezone,
+            server_url=server,
+            work_dir=args.work_dir,
+            idle_seconds=args.idle_seconds,
+        )
+
+    ours_record = run(ours_spec(args))
+    before: list[metrics.AccountsPhase] = []
+    baseline = None
+    if args.baseline_accounts:
+        with baseline_worktree(args.baseline, args.work_dir) as baseline:
+            for n in args.baseline_accounts:
+                before.append(metrics.accounts_phase(run(accounts_spec(args, n, baseline))))
+    after = [
+        metrics.accounts_phase(ours_record, reused=True)
+        if n == 1
+        else metrics.accounts_phase(run(accounts_spec(args, n)))
+        for n in args.accounts
     ]
-    ours, *naives = (metrics.compute(record) for record in records)
-    backfill = shlex.join(records[0].command[:9]).replace(records[0].spec.dag_id, "<dag_id>")
+    naive_records = [run(spec) for spec in naive_specs(args)]
+    ours = metrics.compute(ours_record)
+    naives = [metrics.compute(record) for record in naive_records]
+    backfill = shlex.join(ours_record.command[:9]).replace(ours_record.spec.dag_id, "<dag_id>")
     command = shlex.join(["python", "-m", "devtools.benchmark", *argv])
     text = report.render(
         machine,
@@ -141,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
         backfill=backfill,
         total_s=time.monotonic() - began,
         work_dir=args.work_dir,
+        cost=report.CostSection(
+            baseline=None if baseline is None else f"{baseline.short} {baseline.subject}",
+            before=before,
+            after=after,
+            ours=metrics.cost(ours_record),
+            naives=[metrics.cost(record) for record in naive_records],
+        ),
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
