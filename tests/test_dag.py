@@ -133,6 +133,11 @@ def test_dag_shape_pool_retry_policy_and_asset() -> None:
     assert load.upstream_task_ids == set()
     assert lookback.upstream_task_ids == {"plan_days"}
     assert dag.task_dict["publish"].upstream_task_ids == {"load_day", "lookback_day"}
+    # A leaf: Airflow decides a run's state by its leaves, so a failed load (publish then
+    # upstream_failed) fails the run even though plan_days skipped the gap check branch.
+    assert dag.task_dict["publish"].downstream_task_ids == set()
+    checks = dag.task_dict["check_gaps"]
+    assert checks.upstream_task_ids == {"plan_days", "load_day", "lookback_day"}
 
 
 # --- airflow dags test against the simulator and a throwaway warehouse --------------------

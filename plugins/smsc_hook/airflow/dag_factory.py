@@ -50,8 +50,8 @@ pool slot. Scheduled runs also re-fetch the `SMSC_LOOKBACK_DAYS` previous days
 reconcile a month against SMSC's month total when it closes (and again once its last day
 leaves the lookback window) — only if every day of it was loaded; a difference re-fetches
 the month's days one paced task at a time, below the daily loads in priority. Backfills
-and manual runs load exactly their day: three task instances, the rest is skipped. Every SMSC call runs in the account's pool and is
-paced by the warehouse's call ledger.
+and manual runs load exactly their day: three task instances, the rest is skipped. Every
+SMSC call runs in the account's pool and is paced by the warehouse's call ledger.
 
 One account (default): DAG `smsc_daily_stats`, connection `smsc_default`, pool
 `smsc_api`. `SMSC_ACCOUNTS` lists several: `smsc_daily_stats_<name>` each.
@@ -182,7 +182,8 @@ def build_dag(
             smsc_pool=account.pool,
             bound=settings.pool_wait,
             then=lookback_plan,
-            scheduled_only=["check_gaps"],
+            # Outside scheduled runs: no lookback, no gap check, no reconciliation.
+            scheduled_only=["lookback_day", "check_gaps"],
         )
         lookback = SmscStatsToPostgresOperator.partial(
             task_id="lookback_day",
@@ -198,7 +199,7 @@ def build_dag(
         def publish() -> None:
             """Emit the asset event once every day of the run has landed."""
 
-        @task
+        @task(trigger_rule="none_failed_min_one_success")
         def check_gaps(**context: Any) -> list[dict[str, Any]]:
             """Fail when days older than the lookback were never loaded; then the months
             that close in this run (usually none), for ``reconcile_month``."""
@@ -239,9 +240,10 @@ def build_dag(
 
             return verify_reconciliations([checks[i] for i in range(len(checks))], settings)
 
-        # Outside scheduled runs ``plan_days`` skips the gap check, and with it the whole
-        # reconciliation branch, as soon as the run starts.
-        [load, lookback] >> publish() >> checked
-        plan >> checked
+        # ``publish`` stays a leaf, so a failed load fails the run (Airflow decides a run's
+        # state by its leaves). The gap check follows the loads too; outside scheduled runs
+        # ``plan_days`` skips it, and with it the reconciliation branch, at the run's start.
+        [load, lookback] >> publish()
+        [plan, load, lookback] >> checked
         refetch >> verify_reconciliation(reconcile.output)  # type: ignore[arg-type]
     return dag

@@ -10,6 +10,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.bases.skipmixin import SkipMixin
 
 from smsc_hook.airflow.planning import check_bootstrapped, is_scheduled, pool_in_use
+from smsc_hook.client.exceptions import SmscConfigError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -61,10 +62,11 @@ class SmscPoolSensor(BaseSensorOperator, SkipMixin):
         if seen is None:
             return PokeReturnValue(is_done=False)
         self.log.info("%s", seen)
-        result = self.then(context) if self.then is not None else seen
         if self.scheduled_only and not is_scheduled(context):
-            # Skipping ends the task here, before Airflow would push the result.
-            context["ti"].xcom_push(key="return_value", value=result)
-            assert self.dag is not None
+            # Skipping ends the task here, without a result: a mapped task among them is
+            # skipped before it would expand over it.
+            if self.dag is None:
+                raise SmscConfigError(f"{self.task_id}: scheduled_only needs the task in a DAG")
             self.skip(ti=context["ti"], tasks=[self.dag.get_task(t) for t in self.scheduled_only])
+        result = self.then(context) if self.then is not None else seen
         return PokeReturnValue(is_done=True, xcom_value=result)
