@@ -232,6 +232,9 @@ def compute(record: PhaseRecord) -> PhaseMetrics:
     )
 
 
+#: Task instance states reached without a process (set by the scheduler or a skip).
+NO_PROCESS = frozenset({"skipped", "upstream_failed", "removed"})
+
 #: The cost groups, in the report's order; the CLI is the benchmark's ``airflow`` commands.
 CPU_GROUPS = ("scheduler", "dag-processor", "api-server", "PostgreSQL", "CLI")
 
@@ -277,7 +280,9 @@ def cost(record: PhaseRecord) -> CostMetrics:
     marginal = None
     if idle_rate is not None and windows > 0:
         marginal = (cpu.total - idle_rate * cpu.seconds) / windows
-    started = sum(t.start is not None for t in record.tries)
+    # A skipped task instance gets a start date too, but no process: count the tries
+    # that ran (a supervisor and a task process each).
+    started = sum(t.start is not None and t.state not in NO_PROCESS for t in record.tries)
     load = record.processes.load_1min
     pss = record.processes.peak_pss_kib
     return CostMetrics(

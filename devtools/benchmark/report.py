@@ -361,7 +361,8 @@ COST_ROWS: list[tuple[str, Callable[[CostMetrics], str]]] = [
     ("idle CPU of the stack per minute (nothing to run)", lambda c: cpu_s(c.idle_per_min)),
     ("**marginal CPU-s per loaded day** = (total - idle rate x span) ÷ days",
      lambda c: cpu_s(c.marginal_per_day)),
-    ("task instance tries started per loaded day", lambda c: number(c.tries_per_day, 1)),
+    ("task processes started per loaded day (tries that ran; skipped ones start none)",
+     lambda c: number(c.tries_per_day, 1)),
     ("**peak memory of the stack** (Σ Pss of its processes)", lambda c: mib(c.peak_pss_mib)),
     ("simulator CPU (stands in for SMSC; not in the cost)", lambda c: cpu_s(c.simulator_s, 1)),
     ("load average (1 min), mean / max", lambda c: _pair(c.load_mean, c.load_max)),
@@ -542,9 +543,10 @@ COST_DEFINITIONS = """\
   30 s, api-server, PostgreSQL): the fixed cost of a running stack. **Marginal CPU-s per
   loaded day** = (total - idle rate x the measured span) ÷ days: what a day adds on top of
   that fixed cost. Both totals are labelled; the target is judged on the total.
-- **Task instance tries started per loaded day**: tries with a start date, from the
+- **Task processes started per loaded day**: task instance tries that ran, from the
   metadata database (`task_instance` and `task_instance_history`), ÷ windows loaded: each
-  is a supervisor and a task process.
+  is a supervisor and a task process. Skipped (and upstream-failed) task instances get a
+  start date from the scheduler but no process, so they are not counted.
 - **Peak memory of the stack**: every ~1 s, the sum of `Pss` (`/proc/PID/smaps_rollup`:
   shared pages split among the processes sharing them, so forked workers are not counted
   once per process; `VmRSS` where unreadable) over every process of the three services'
