@@ -42,12 +42,17 @@ class SmscPoolSensor(BaseSensorOperator, SkipMixin):
         *,
         smsc_pool: str,
         bound: timedelta = timedelta(minutes=10),
-        poke_interval: float = 20,
+        poke_interval: float = 5,
         then: Callable[[Context], Any] | None = None,
         scheduled_only: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "reschedule")
+        # Soon after the first look (2 to 4 s: in ``airflow dags test`` this task may run before
+        # the loads, which start only after it), then ever more spaced (up to a minute), so
+        # a pool that never frees costs a dozen looks over ten minutes, not thirty.
+        kwargs.setdefault("exponential_backoff", True)
+        kwargs.setdefault("max_wait", timedelta(seconds=60))
         # The poke raises with the fix at ``bound``; the sensor's own timeout is a backstop.
         kwargs.setdefault("timeout", bound.total_seconds() * 6)
         super().__init__(poke_interval=poke_interval, **kwargs)
