@@ -65,6 +65,7 @@ def test_backfill_loads_every_day_once_within_the_rate_limit(
             run_types = {r["run_type"] for r in stack.dag_runs(DAG_ID)}
             task_instances = stack.task_instances(DAG_ID)
             sim_log = sim.control.requests()
+            events = query(stack.metadata, "SELECT source_run_id, source_task_id FROM asset_event")
             truth = {day: truth_rows(sim.control, day) for day in days}
             logs = "".join(
                 p.read_text(errors="replace")
@@ -108,6 +109,16 @@ def test_backfill_loads_every_day_once_within_the_rate_limit(
     ]
     assert len(loads) == len(api_requests)
     assert overlapping(loads) == []
+
+    # Each run started two task processes (the pool watch and its load); the load, the
+    # run's last, published the run's one asset event and skipped publish.
+    ran = [ti for ti in task_instances if ti["state"] not in ("skipped", None)]
+    assert sorted({ti["task_id"] for ti in ran}) == ["load_day", "plan_days"]
+    assert len(ran) == 2 * DAYS, [(ti["task_id"], ti["state"]) for ti in ran]
+    assert [ti["state"] for ti in task_instances if ti["task_id"] == "publish"] == [
+        "skipped"
+    ] * DAYS
+    assert sorted(events) == sorted((r["dag_run_id"], "load_day") for r in runs)
 
     # The password is in no task log.
     assert PASSWORD not in logs

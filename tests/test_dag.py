@@ -117,6 +117,11 @@ def test_dag_shape_pool_retry_policy_and_asset() -> None:
     assert type(load.partial_kwargs["retry_policy"]).__name__ == "SmscRetryPolicy"
     assert type(dag.timetable).__name__ == "SmscDailyTimetable"
     assert [a.name for a in dag.task_dict["publish"].outlets] == ["smsc.daily_stats"]
+    # Outside scheduled runs the run's last load publishes that asset through its alias.
+    publication = load.partial_kwargs["publication"]
+    assert load.partial_kwargs["outlets"] == [publication.alias]
+    assert publication.asset == dag.task_dict["publish"].outlets[0]
+    assert publication.task_id == "publish"
     assert dag.task_dict["plan_days"].pool == "default_pool"
     lookback = dag.task_dict["lookback_day"]
     assert lookback.partial_kwargs["pool"] == "smsc_api"
@@ -167,6 +172,25 @@ def stack(
     return airflow_home
 
 
+def dags_test_run(stack: AirflowStack) -> str:
+    """The run id of the latest ``airflow dags test`` run."""
+    rows = query(
+        stack.metadata,
+        "SELECT run_id FROM dag_run WHERE dag_id = 'smsc_daily_stats' ORDER BY id DESC LIMIT 1",
+    )
+    return str(rows[0][0])
+
+
+def task_state(stack: AirflowStack, run_id: str, task_id: str) -> str | None:
+    rows = query(
+        stack.metadata,
+        "SELECT state FROM task_instance WHERE run_id = :r AND task_id = :t",
+        r=run_id,
+        t=task_id,
+    )
+    return rows[0][0] if rows else None
+
+
 def api_calls(warehouse_url: str) -> list[tuple]:
     return query(
         warehouse_url,
@@ -183,6 +207,15 @@ def test_dags_test_loads_exactly_its_day_and_rerun_is_idempotent(
     expected = truth_rows(simulator.control, DAY)
     assert expected, "the simulator should have rows for the day"
     assert stored_rows(warehouse_url, DAY) == expected
+
+    # Its one load was the run's last: it published the asset and skipped publish.
+    run = dags_test_run(stack)
+    assert query(
+        stack.metadata,
+        "SELECT source_task_id FROM asset_event WHERE source_run_id = :r",
+        r=run,
+    ) == [("load_day",)]
+    assert task_state(stack, run, "publish") == "skipped"
 
     second = dags_test(stack, DAY)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -211,6 +244,13 @@ def test_auth_error_fails_at_once_with_exactly_one_call(
     assert [(c[1], c[2]) for c in api_calls(warehouse_url)] == [("api_error", 2)]
     assert stored_rows(warehouse_url, DAY) == set()
     assert wrong not in output
+    # The failed load published nothing and left publish upstream_failed (a leaf: the
+    # run fails).
+    run = dags_test_run(airflow_home)
+    assert query(
+        airflow_home.metadata, "SELECT count(*) FROM asset_event WHERE source_run_id = :r", r=run
+    ) == [(0,)]
+    assert task_state(airflow_home, run, "publish") == "upstream_failed"
 
 
 @pytest.mark.airflow

@@ -90,3 +90,27 @@ def check_each_account(
         warehouse_url, "SELECT account, count(*) FROM smsc.api_calls GROUP BY 1 ORDER BY 1"
     )
     assert calls == [("acme", 2), ("demo", 1)]
+
+    # One asset event per run, from the run's last load (acme: the second of its two
+    # series), which skipped publish: no process for it outside scheduled runs.
+    events = query(
+        stack.metadata,
+        "SELECT e.source_dag_id, e.source_task_id, e.source_map_index, a.name"
+        " FROM asset_event e JOIN asset a ON a.id = e.asset_id ORDER BY 1",
+    )
+    assert events == [
+        ("smsc_daily_stats_acme", "load_day", 1, "smsc.daily_stats"),
+        ("smsc_daily_stats_demo", "load_day", 0, "smsc.daily_stats"),
+    ]
+    states = query(
+        stack.metadata,
+        "SELECT dag_id, task_id, map_index, state FROM task_instance"
+        " WHERE task_id IN ('load_day', 'publish') ORDER BY 1, 2, 3",
+    )
+    assert states == [
+        ("smsc_daily_stats_acme", "load_day", 0, "success"),
+        ("smsc_daily_stats_acme", "load_day", 1, "success"),
+        ("smsc_daily_stats_acme", "publish", -1, "skipped"),
+        ("smsc_daily_stats_demo", "load_day", 0, "success"),
+        ("smsc_daily_stats_demo", "publish", -1, "skipped"),
+    ]

@@ -209,7 +209,7 @@ def stack_env(spec: PhaseSpec) -> dict[str, str]:
     if spec.accounts:
         env["SMSC_ACCOUNTS"] = json.dumps([{"name": name} for name in spec.accounts])
     # Sized as a deployment for that many accounts would be: each account's load may wait
-    # for its rate window in a worker slot, beside its run's pool watch and publish.
+    # for its rate window in a worker slot, beside its run's pool watch.
     env["AIRFLOW__CORE__PARALLELISM"] = str(parallelism(spec))
     return env
 

@@ -560,7 +560,7 @@ COST_DEFINITIONS = """\
   The stack is the same for every N except LocalExecutor's `parallelism`: 3 task slots
   per account (at least 4, the single-account phases' value), as a deployment for N
   accounts would size it: each account's load may wait for its rate window in a slot,
-  beside its run's pool watch and publish.
+  beside its run's pool watch (and, in scheduled runs, publish).
   **Largest N**: the most accounts whose every account reached ≥ 0.95 efficiency with no
   error-9 reply and loaded every day.
 - **Before**: the same phase with the stack's DAGs folder, plugins folder and `PYTHONPATH`

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Asset, task
+from airflow.sdk import DAG, Asset, AssetAlias, task
 
 from smsc_hook.airflow.operators import (
     DEFAULT_RETRIES,
     LOAD_PRIORITY,
     RECONCILE_PRIORITY,
+    RunPublication,
     SmscReconcileMonthOperator,
     SmscStatsToPostgresOperator,
 )
@@ -38,6 +39,11 @@ def daily_stats_asset(settings: PipelineSettings) -> Asset:
     return Asset(name=DAILY_STATS.name, uri=daily_stats_uri(settings.warehouse_conn_id))
 
 
+#: Outside scheduled runs the run's last load emits ``smsc.daily_stats`` through this
+#: alias and skips ``publish`` (one process less per backfill day); see RunPublication.
+LANDED = AssetAlias(name="smsc.daily_stats.landed")
+
+
 #: Shown on the DAG's page in the UI.
 DAG_DOC = """\
 SMSC sending statistics into PostgreSQL, one calendar day per run, one DAG per account.
@@ -50,7 +56,8 @@ pool slot. Scheduled runs also re-fetch the `SMSC_LOOKBACK_DAYS` previous days
 reconcile a month against SMSC's month total when it closes (and again once its last day
 leaves the lookback window) — only if every day of it was loaded; a difference re-fetches
 the month's days one paced task at a time, below the daily loads in priority. Backfills
-and manual runs load exactly their day: three task instances, the rest is skipped. Every
+and manual runs load exactly their day: `plan_days` and `load_day` run, and the run's
+last load publishes the asset itself, so `publish` and the rest are skipped. Every
 SMSC call runs in the account's pool and is paced by the warehouse's call ledger.
 
 One account (default): DAG `smsc_daily_stats`, connection `smsc_default`, pool
@@ -162,11 +169,14 @@ def build_dag(
     ) as dag:
         # The run's own day, one load per series: known at parse time, so a backfill run
         # starts its load without waiting for a planning task (each task is a process).
+        # Outside scheduled runs the last of them to land also publishes the asset.
         load = SmscStatsToPostgresOperator.partial(
             task_id="load_day",
             timezone=settings.timezone,
             map_index_template="{{ task.day }}" + SERIES_LABEL,
             priority_weight=LOAD_PRIORITY,
+            outlets=[LANDED],
+            publication=RunPublication(asset=asset, alias=LANDED, task_id="publish"),
             **api_task_arguments(settings, account),
         ).expand_kwargs(run_series(account))
 
@@ -193,8 +203,8 @@ def build_dag(
             **api_task_arguments(settings, account),
         ).expand_kwargs(plan.output)
 
-        # Lookback re-fetches are skipped (none) outside scheduled runs: that must not
-        # skip publishing; a failed load must.
+        # Scheduled runs: after the run's day and its lookback re-fetches. Elsewhere the
+        # last load skips it (it published); a failed load leaves it upstream_failed.
         @task(outlets=[asset], trigger_rule="none_failed_min_one_success")
         def publish() -> None:
             """Emit the asset event once every day of the run has landed."""
@@ -241,8 +251,9 @@ def build_dag(
             return verify_reconciliations([checks[i] for i in range(len(checks))], settings)
 
         # ``publish`` stays a leaf, so a failed load fails the run (Airflow decides a run's
-        # state by its leaves). The gap check follows the loads too; outside scheduled runs
-        # ``plan_days`` skips it, and with it the reconciliation branch, at the run's start.
+        # state by its leaves; a load skips it only once every load of the run landed).
+        # The gap check follows the loads too; outside scheduled runs ``plan_days`` skips
+        # it, and with it the reconciliation branch, at the run's start.
         [load, lookback] >> publish()
         [plan, load, lookback] >> checked
         refetch >> verify_reconciliation(reconcile.output)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from smsc_hook.client.exceptions import SmscConfigError, SmscDisputedReplyError
 from smsc_hook.warehouse.ledger import DEFAULT_LIMIT, DEFAULT_WINDOW, IP_BLOCK_PAUSE, RateLimit
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Asset, AssetAlias, Context
     from sqlalchemy import Engine
 
     from smsc_hook.client.hook import SmscHook, StatReply
@@ -250,6 +250,22 @@ class _SmscWarehouseOperator(BaseOperator):
             engine.dispose()
 
 
+@dataclass(frozen=True)
+class RunPublication:
+    """How a run's loads stand in for its publishing task outside scheduled runs.
+
+    A backfill or manual run loads exactly its day, one load per series. The load that
+    lands last (every other load of the run has succeeded) emits ``asset`` itself, through
+    ``alias`` among its outlets, and skips ``task_id``, so that task starts no process:
+    still one event per run, none while a load has failed. Scheduled runs leave it to the
+    task, which also waits for the lookback re-fetches.
+    """
+
+    asset: Asset
+    alias: AssetAlias
+    task_id: str = "publish"
+
+
 class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
     """Load one day of SMSC sending statistics into the ``smsc`` warehouse schema.
 
@@ -267,17 +283,31 @@ class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
         connection's ``balance2`` extra.
     :param subclients: load the ``subclients`` series (``users.php?get_stat``, a reseller's
         subclients, with ``reseller`` 0/1 and ``hide_deleted``) instead.
+    :param publication: outside scheduled runs, the run's last load publishes its asset
+        and skips the publishing task (see :class:`RunPublication`); its alias must be
+        among ``outlets``.
     """
 
     template_fields: Sequence[str] = ("day", "smsc_conn_id", "postgres_conn_id", "account")
     ui_color = "#e8f4fd"
 
     def __init__(
-        self, *, day: str | date | None = None, timezone: str | None = None, **kwargs: Any
+        self,
+        *,
+        day: str | date | None = None,
+        timezone: str | None = None,
+        publication: RunPublication | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.day = day
         self.timezone = timezone
+        self.publication = publication
+        if publication is not None and publication.alias not in self.outlets:
+            raise SmscConfigError(
+                f"{self.task_id}: publication through alias {publication.alias.name!r}"
+                " needs that alias among the task's outlets"
+            )
 
     def execute(self, context: Context) -> dict[str, Any]:
         day = self._resolve_day(context)
@@ -312,7 +342,7 @@ class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
             result.unchanged,
             result.deleted,
         )
-        return {
+        loaded = {
             "account": session.account,
             "series": session.series,
             "day": day.isoformat(),
@@ -322,6 +352,30 @@ class SmscStatsToPostgresOperator(_SmscWarehouseOperator):
             "deleted": result.deleted,
             "load_id": result.load_id,
         }
+        if self.publication is not None:
+            self._publish_if_last(context, self.publication, loaded)
+        return loaded
+
+    def _publish_if_last(
+        self, context: Context, publication: RunPublication, loaded: dict[str, Any]
+    ) -> None:
+        """Emit the run's asset event and skip its publishing task, when this load is the
+        run's last outside a scheduled run; otherwise nothing (see RunPublication)."""
+        from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+        from smsc_hook.airflow.planning import last_load_of_run
+
+        if not last_load_of_run(context, self.task_id):
+            return
+        context["outlet_events"][publication.alias].add(publication.asset)
+        # Skipping ends the task without pushing its result: push it first.
+        context["ti"].xcom_push(key="return_value", value=loaded)
+        self.log.info(
+            "the run's last load: asset %r published, %s skipped",
+            publication.asset.name,
+            publication.task_id,
+        )
+        raise DownstreamTasksSkipped(tasks=[publication.task_id])
 
     def _resolve_day(self, context: Context) -> date:
         if self.day is not None:

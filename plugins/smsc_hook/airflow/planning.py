@@ -91,6 +91,25 @@ def plan_lookback(
     ]
 
 
+def last_load_of_run(context: Mapping[str, Any], task_id: str) -> bool:
+    """Outside scheduled runs: whether every other ``task_id`` instance of this run (the
+    run's other series) has already succeeded, so this one, about to succeed, lands last.
+
+    Two loads finishing at the same moment (a pool of more than one slot) may each see
+    the other running: then neither is last, and the run's publishing task does the job.
+    """
+    if is_scheduled(context):
+        return False
+    ti = context["ti"]
+    others = ti.get_ti_count(dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=[task_id]) - 1
+    if others <= 0:
+        return True
+    done = ti.get_ti_count(
+        dag_id=ti.dag_id, run_ids=[ti.run_id], task_ids=[task_id], states=["success"]
+    )
+    return bool(done >= others)
+
+
 def plan_reconciliations(
     context: Mapping[str, Any], settings: PipelineSettings, account: AccountConfig
 ) -> list[dict[str, Any]]:
