@@ -269,6 +269,36 @@ def test_dag_file_declares_one_dag_per_account_with_its_pool(
         assert "account:news" in dags["smsc_daily_stats_news"].tags
 
 
+@pytest.mark.parametrize(
+    ("context_dag_id", "expected"),
+    [
+        pytest.param("smsc_daily_stats_news", ["smsc_daily_stats_news"], id="its-own-dag"),
+        pytest.param(
+            "other_dag", ["smsc_daily_stats_news", "smsc_daily_stats_shop"], id="not-ours"
+        ),
+    ],
+)
+def test_a_task_process_builds_only_the_dag_its_parsing_context_names(
+    clean_smsc_env: pytest.MonkeyPatch, context_dag_id: str, expected: list[str]
+) -> None:
+    """Airflow sets the parsing context in a task's process: its DAG is the one needed."""
+    clean_smsc_env.setenv("SMSC_ACCOUNTS", SHOP_AND_NEWS)
+    clean_smsc_env.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", context_dag_id)
+
+    namespace = runpy.run_path(str(DAG_FILE))
+
+    assert sorted(name for name in namespace if name.startswith("smsc_daily_stats")) == expected
+
+
+def test_a_bad_account_still_fails_the_parse_of_one_dag(
+    clean_smsc_env: pytest.MonkeyPatch,
+) -> None:
+    clean_smsc_env.setenv("SMSC_ACCOUNTS", '[{"name": "shop"}, {"name": "Bad Name"}]')
+    clean_smsc_env.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "smsc_daily_stats_shop")
+    with pytest.raises(SmscConfigError, match="SMSC_ACCOUNTS"):
+        runpy.run_path(str(DAG_FILE))
+
+
 def context(day: date, run_type: str = "scheduled") -> dict[str, Any]:
     """The two context entries planning reads: the data interval and the run's type."""
     start = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo("Europe/Moscow"))

@@ -66,15 +66,19 @@ One account (default): DAG `smsc_daily_stats`, connection `smsc_default`, pool
 
 
 def build_dags(
-    settings: PipelineSettings | None = None, alerts: AlertSettings | None = None
+    settings: PipelineSettings | None = None,
+    alerts: AlertSettings | None = None,
+    only: str | None = None,
 ) -> dict[str, DAG]:
     """Every account's DAG by its dag_id; ``settings`` and ``alerts`` default to the
-    environment's."""
+    environment's. ``only``: just that DAG when it is one of them (a task process needs
+    only its own; the whole configuration is still read and checked)."""
     settings = settings if settings is not None else PipelineSettings.from_env()
     alerts = alerts if alerts is not None else AlertSettings.from_env()
-    return {
-        account.dag_id: build_dag(settings, account, alerts) for account in settings.all_accounts()
-    }
+    accounts = settings.all_accounts()
+    if any(account.dag_id == only for account in accounts):
+        accounts = [account for account in accounts if account.dag_id == only]
+    return {account.dag_id: build_dag(settings, account, alerts) for account in accounts}
 
 
 #: The mapped task's label after its day or month: which series it loads (none for main).
