@@ -138,6 +138,8 @@ def test_backfill_command_recreates_completed_runs_for_exactly_the_range(
         first,
         "--to-date",
         last,
+        "--max-active-runs",
+        "2",
         "--reprocess-behavior",
         "completed",
     ]
@@ -331,9 +333,11 @@ def test_cli_dry_run_prints_ranges_and_backfill_commands_and_creates_nothing(
     assert result.stdout.splitlines() == [
         f"gaps: demo/main never loaded: 2026-10-02, 2026-10-04..{second_last.isoformat()}",
         "would run: airflow backfill create --dag-id smsc_daily_stats"
-        " --from-date 2026-10-02 --to-date 2026-10-02 --reprocess-behavior completed",
+        " --from-date 2026-10-02 --to-date 2026-10-02 --max-active-runs 2"
+        " --reprocess-behavior completed",
         "would run: airflow backfill create --dag-id smsc_daily_stats"
-        f" --from-date 2026-10-04 --to-date {second_last} --reprocess-behavior completed",
+        f" --from-date 2026-10-04 --to-date {second_last} --max-active-runs 2"
+        " --reprocess-behavior completed",
     ]
     assert ledger_and_loads(engine) == before, "a dry run must not call SMSC or load anything"
 
@@ -354,7 +358,7 @@ def test_cli_single_named_account_is_the_default(engine: Engine, run_cli) -> Non
     assert result.stdout.splitlines() == [
         f"gaps: demo/main never loaded: {gap}",
         f"would run: airflow backfill create --dag-id smsc_daily_stats_shop --from-date {gap}"
-        f" --to-date {gap} --reprocess-behavior completed",
+        f" --to-date {gap} --max-active-runs 2 --reprocess-behavior completed",
     ]
 
 

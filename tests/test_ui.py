@@ -263,7 +263,7 @@ def test_gaps_revisions_and_untrusted_text_are_rendered_safely(
     )
     assert first_gap["backfill_command"] == (
         "airflow backfill create --dag-id smsc_daily_stats --from-date 2026-03-02"
-        " --to-date 2026-03-03 --reprocess-behavior completed"
+        " --to-date 2026-03-03 --max-active-runs 2 --reprocess-behavior completed"
     )
     with engine.connect() as conn:
         view_days = conn.execute(

@@ -249,6 +249,8 @@ class CostMetrics:
 
     label: str
     code: str
+    #: The backfill's ``--max-active-runs``; None: Airflow's default (10).
+    max_active_runs: int | None
     windows: int
     #: The CPU measurement's span: first ``backfill create`` → every run seen ended.
     span_s: float
@@ -288,6 +290,7 @@ def cost(record: PhaseRecord) -> CostMetrics:
     return CostMetrics(
         label=record.spec.label,
         code=record.spec.code,
+        max_active_runs=record.spec.max_active_runs,
         windows=windows,
         span_s=cpu.seconds,
         cpu_s=cpu.total,

@@ -374,9 +374,9 @@ def cost_table(section: CostSection, commit: str) -> list[str]:
     columns: list[tuple[str, CostMetrics]] = []
     before = section.before_one()
     if before is not None:
-        columns.append((f"before (`{before.code}`)", before))
+        columns.append((f"before (`{before.code}`, {_active_runs(before)})", before))
     if section.ours is not None:
-        columns.append((f"after ({commit})", section.ours))
+        columns.append((f"after ({commit}, {_active_runs(section.ours)})", section.ours))
     columns += [(f"`{naive.label}`", naive) for naive in section.naives]
     if not columns:
         return []
@@ -391,6 +391,11 @@ def cost_table(section: CostSection, commit: str) -> list[str]:
         lines += [_change("marginal per day", before.marginal_per_day,
                           section.ours.marginal_per_day)]  # fmt: skip
     return lines + cost_notes([c for _, c in columns] + [p.cost for p in section.after])
+
+
+def _active_runs(phase: CostMetrics) -> str:
+    runs = phase.max_active_runs
+    return "`--max-active-runs` " + ("Airflow's default, 10" if runs is None else str(runs))
 
 
 def cost_notes(phases: list[CostMetrics]) -> list[str]:
@@ -537,7 +542,9 @@ COST_DEFINITIONS = """\
   waited for them; a process reparented out of a tree (its parent died) is counted while
   it lives by its session, and the run's log says if any were seen. The simulator stands
   in for SMSC: its CPU is shown, never counted. The benchmark's own process (sampling
-  `/proc`, polling the REST API) is not counted; its polls are: in the api-server.
+  `/proc`, polling) is not counted; its polls are, in PostgreSQL: one small query on the
+  metadata database every 5 s (the REST API would charge the api-server a request per DAG
+  per poll); the runs are read through the REST API once, after the measurement.
 - **Idle CPU per minute**: the same groups over `--idle-seconds` after the DAGs were
   parsed and unpaused, before any backfill (scheduler loop, dag-processor re-parsing every
   30 s, api-server, PostgreSQL): the fixed cost of a running stack. **Marginal CPU-s per

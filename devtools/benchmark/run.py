@@ -3,10 +3,12 @@ code before the cost work (``--baseline``, from a git worktree), N accounts at o
 (``--accounts``), then the naive DAG.
 
 Every phase backfills the same days with the same ``airflow backfill create`` command, one
-after the other on the same machine, so the phases cannot slow each other down. The naive
-DAG runs at Airflow's default backfill concurrency and, with ``--naive-also-at``, at lower
-ones, because its outcome depends on it. The rate-limit numbers do not depend on the
-order: each phase gets a fresh simulator, so its rate window starts empty.
+after the other on the same machine, so the phases cannot slow each other down. Ours runs
+with the README's ``--max-active-runs``, the baseline and the naive DAG at Airflow's
+default backfill concurrency (as their users would) and, with ``--naive-also-at``, the
+naive DAG at lower ones too, because its outcome depends on it. The rate-limit numbers do
+not depend on the order: each phase gets a fresh simulator, so its rate window starts
+empty.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from devtools import postgres
 from devtools.airflow_stack import REPO_ROOT, AirflowStack
 from devtools.benchmark import metrics, report, startup
 from devtools.benchmark.phase import PhaseRecord, PhaseSpec, run_phase
+from smsc_hook.checks.gaps import BACKFILL_ACTIVE_RUNS
 
 OUR_DAG = REPO_ROOT / "dags" / "smsc_daily_stats.py"
 NAIVE_DAGS = Path(__file__).resolve().parent / "naive_dags"
@@ -75,13 +78,14 @@ def accounts_spec(args: argparse.Namespace, n: int, baseline: Baseline | None = 
         dags_folder=baseline.root / "dags",
         code_root=baseline.root,
         code=baseline.short,
+        max_active_runs=args.baseline_max_active_runs,
     )
 
 
 def naive_specs(args: argparse.Namespace) -> list[PhaseSpec]:
     """The naive DAG with the same backfill, and again at each ``--naive-also-at``."""
     specs = []
-    for runs in dict.fromkeys([args.max_active_runs, *args.naive_also_at]):
+    for runs in dict.fromkeys([None, *args.naive_also_at]):
         specs.append(
             PhaseSpec(
                 kind="naive",
@@ -148,9 +152,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--max-active-runs",
         type=int,
+        default=BACKFILL_ACTIVE_RUNS,
+        help="passed to `airflow backfill create` for our phases (default "
+        f"{BACKFILL_ACTIVE_RUNS}, as the README's commands and `smsc_hook.gaps` run it); "
+        "the naive DAG runs at Airflow's default, 10",
+    )
+    parser.add_argument(
+        "--baseline-max-active-runs",
+        type=int,
         default=None,
-        help="passed to `airflow backfill create` for ours and the first naive phase "
-        "(default: Airflow's, 10)",
+        help="the same for the --baseline phases (default: Airflow's, 10, as its README's "
+        "command ran it)",
     )
     parser.add_argument(
         "--naive-also-at",

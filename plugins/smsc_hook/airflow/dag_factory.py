@@ -77,7 +77,7 @@ def build_dags(
     alerts = alerts if alerts is not None else AlertSettings.from_env()
     accounts = settings.all_accounts()
     if any(account.dag_id == only for account in accounts):
-        accounts = [account for account in accounts if account.dag_id == only]
+        accounts = tuple(account for account in accounts if account.dag_id == only)
     return {account.dag_id: build_dag(settings, account, alerts) for account in accounts}
 
 

@@ -252,7 +252,8 @@ footer { margin-top: 18px; color: var(--muted); font-size: 12px; }
     %}</span>{% elif b.is_paused %}paused{% else %}finishing{% endif %}</td></tr>
 {% endfor %}</table>
 {% else %}<div class="muted" data-empty="backfills">No backfill is running. Start one with
-  <code>airflow backfill create --dag-id {{ acc.dag_id }} --from-date … --to-date …</code>.</div>
+  <code>airflow backfill create --dag-id {{ acc.dag_id }} --from-date … --to-date …
+  --max-active-runs 2</code>.</div>
 {% endif %}
 
 {% set calls = acc.calls %}
