@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Asset, AssetAlias, task
+from airflow.sdk import DAG, Asset, AssetAlias
 
 from smsc_hook.airflow.operators import (
     DEFAULT_RETRIES,
@@ -19,6 +19,12 @@ from smsc_hook.airflow.planning import run_series
 from smsc_hook.airflow.retry import SmscRetryPolicy
 from smsc_hook.airflow.sensors import SmscPoolSensor
 from smsc_hook.airflow.settings import AccountConfig, PipelineSettings
+from smsc_hook.airflow.steps import (
+    SmscGapCheckOperator,
+    SmscPublishOperator,
+    SmscRefetchPlanOperator,
+    SmscVerifyReconciliationOperator,
+)
 from smsc_hook.airflow.timetable import SmscDailyTimetable
 from smsc_hook.airflow.windows import zone
 from smsc_hook.alerts.config import AlertSettings
@@ -209,56 +215,42 @@ def build_dag(
 
         # Scheduled runs: after the run's day and its lookback re-fetches. Elsewhere the
         # last load skips it (it published); a failed load leaves it upstream_failed.
-        @task(outlets=[asset], trigger_rule="none_failed_min_one_success")
-        def publish() -> None:
-            """Emit the asset event once every day of the run has landed."""
-
-        @task(trigger_rule="none_failed_min_one_success")
-        def check_gaps(**context: Any) -> list[dict[str, Any]]:
-            """Fail when days older than the lookback were never loaded; then the months
-            that close in this run (usually none), for ``reconcile_month``."""
-            from smsc_hook.airflow.planning import check_gaps as check
-            from smsc_hook.airflow.planning import log, plan_reconciliations
-
-            log.info("gap check: %s", check(context, settings, account))
-            return plan_reconciliations(context, settings, account)
-
-        checked = check_gaps()
+        publish = SmscPublishOperator(
+            task_id="publish",
+            outlets=[asset],
+            trigger_rule="none_failed_min_one_success",
+            doc_md="Emit the asset event once every day of the run has landed.",
+        )
+        checked = SmscGapCheckOperator(
+            task_id="check_gaps",
+            pipeline=settings,
+            account_config=account,
+            trigger_rule="none_failed_min_one_success",
+        )
         reconcile = SmscReconcileMonthOperator.partial(
             task_id="reconcile_month",
             timezone=settings.timezone,
             map_index_template="{{ task.month }}" + SERIES_LABEL,
             priority_weight=RECONCILE_PRIORITY,
             **api_task_arguments(settings, account),
-        ).expand_kwargs(checked)
-
-        @task
-        def plan_refetch(checks: list[dict[str, object]]) -> list[dict[str, object]]:
-            """Every day of each month whose total differed (usually none)."""
-            from smsc_hook.airflow.planning import plan_refetches
-
-            return plan_refetches([checks[i] for i in range(len(checks))])
-
+        ).expand_kwargs(checked.output)
+        plan_refetch = SmscRefetchPlanOperator(task_id="plan_refetch", checks=reconcile.output)
         refetch = SmscStatsToPostgresOperator.partial(
             task_id="refetch_day",
             timezone=settings.timezone,
             map_index_template="{{ task.day }}" + SERIES_LABEL,
             priority_weight=RECONCILE_PRIORITY,
             **api_task_arguments(settings, account),
-        ).expand_kwargs(plan_refetch(reconcile.output))  # type: ignore[arg-type]
-
-        @task
-        def verify_reconciliation(checks: list[dict[str, object]]) -> list[str]:
-            """Compare the re-fetched months with SMSC's recorded totals again (no call)."""
-            from smsc_hook.airflow.planning import verify_reconciliations
-
-            return verify_reconciliations([checks[i] for i in range(len(checks))], settings)
+        ).expand_kwargs(plan_refetch.output)
+        verify = SmscVerifyReconciliationOperator(
+            task_id="verify_reconciliation", checks=reconcile.output, pipeline=settings
+        )
 
         # ``publish`` stays a leaf, so a failed load fails the run (Airflow decides a run's
         # state by its leaves; a load skips it only once every load of the run landed).
         # The gap check follows the loads too; outside scheduled runs ``plan_days`` skips
         # it, and with it the reconciliation branch, at the run's start.
-        [load, lookback] >> publish()
+        [load, lookback] >> publish
         [plan, load, lookback] >> checked
-        refetch >> verify_reconciliation(reconcile.output)  # type: ignore[arg-type]
+        refetch >> verify
     return dag
