@@ -77,8 +77,21 @@ class SmscPlugin(AirflowPlugin):
     ]
 
 
-def installed() -> bool:
-    """Whether an installed distribution registers :class:`SmscPlugin` (entry point)."""
-    from importlib.metadata import entry_points
+#: The distribution whose ``airflow.plugins`` entry point is :data:`ENTRY_POINT`.
+DISTRIBUTION = "smsc-airflow-provider"
 
-    return any(ep.value == ENTRY_POINT for ep in entry_points(group="airflow.plugins"))
+
+def installed() -> bool:
+    """Whether the installed distribution registers :class:`SmscPlugin` (entry point).
+
+    Reads that one distribution's metadata: every Airflow process imports ``plugins/``
+    (each task's too), and scanning every installed distribution's entry points there
+    cost about 20 ms of CPU each time (0.5 ms for one distribution).
+    """
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        points = distribution(DISTRIBUTION).entry_points
+    except PackageNotFoundError:
+        return False
+    return any(ep.group == "airflow.plugins" and ep.value == ENTRY_POINT for ep in points)
