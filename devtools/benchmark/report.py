@@ -641,8 +641,8 @@ def render(
 ) -> str:
     cost = cost or CostSection(baseline=None)
     naive_runs = (
-        "The naive DAG runs with Airflow's default backfill concurrency (10 active runs), as "
-        "the README's command does"
+        "Ours runs with the README's `--max-active-runs 2`; the naive DAG (and the baseline) "
+        "with Airflow's default backfill concurrency (10 active runs), as their users would"
         + (
             ", and again at lower concurrency (see its columns), as our demo and backfill "
             "test run ours; the outcome depends on it."
