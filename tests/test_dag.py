@@ -7,13 +7,14 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
 from devtools.airflow_stack import REPO_ROOT, AirflowStack
 from devtools.simulator_process import RunningSimulator
+from smsc_hook.client.exceptions import SmscConfigError
 from tests.support import (
     PASSWORD,
     airflow_connections,
@@ -122,7 +123,18 @@ def test_dag_shape_pool_retry_policy_and_asset() -> None:
     assert load.partial_kwargs["outlets"] == [publication.alias]
     assert publication.asset == dag.task_dict["publish"].outlets[0]
     assert publication.task_id == "publish"
-    assert dag.task_dict["plan_days"].pool == "default_pool"
+    plan = dag.task_dict["plan_days"]
+    assert plan.pool == "default_pool"
+    # Its next look is never due before the scheduler has read the executor's report of
+    # the last one (apache/airflow#71172: a stale success fails the sensor); if it still
+    # is, the retry looks again, while its own fix messages fail at once.
+    started = datetime(2026, 11, 2, tzinfo=UTC)
+    for elapsed in (0.0, 5.0, 6.0, 30.0):
+        interval = plan._get_next_poke_interval(started, lambda e=elapsed: e, 1)
+        assert 10 <= interval <= 60, elapsed
+    assert plan.retries == 2
+    fix = SmscConfigError("pool 'smsc_api' is missing: run python -m smsc_hook.bootstrap")
+    assert plan.retry_policy.evaluate(fix, 1, 3).action.value == "fail"
     lookback = dag.task_dict["lookback_day"]
     assert lookback.partial_kwargs["pool"] == "smsc_api"
     assert lookback.priority_weight == load.priority_weight

@@ -10,6 +10,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.bases.skipmixin import SkipMixin
 
 from smsc_hook.airflow.planning import check_bootstrapped, is_scheduled, pool_in_use
+from smsc_hook.airflow.retry import SmscRetryPolicy
 from smsc_hook.client.exceptions import SmscConfigError
 
 if TYPE_CHECKING:
@@ -42,17 +43,25 @@ class SmscPoolSensor(BaseSensorOperator, SkipMixin):
         *,
         smsc_pool: str,
         bound: timedelta = timedelta(minutes=10),
-        poke_interval: float = 5,
+        poke_interval: float = 20,
         then: Callable[[Context], Any] | None = None,
         scheduled_only: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mode", "reschedule")
-        # Soon after the first look (2 to 4 s: in ``airflow dags test`` this task may run before
-        # the loads, which start only after it), then ever more spaced (up to a minute), so
-        # a pool that never frees costs a dozen looks over ten minutes, not thirty.
+        # The next look 10 to 19 s after a first one that saw no load, then ever more spaced
+        # (up to a minute): a pool that never frees costs a dozen looks over ten minutes.
+        # Not sooner: Airflow 3.3 fails a reschedule-mode sensor whose next look is due
+        # before the scheduler has read the executor's report of the last one (stale
+        # "success" while the task is ``scheduled`` again, apache/airflow#71172); with
+        # Celery on two busy cores that report came 5-6 s late, and 2-4 s looks failed.
         kwargs.setdefault("exponential_backoff", True)
         kwargs.setdefault("max_wait", timedelta(seconds=60))
+        # That failure leaves the try ``up_for_retry``: the next try looks again. The fix
+        # messages below (SmscConfigError) fail at once through the policy, not retried.
+        kwargs.setdefault("retries", 2)
+        kwargs.setdefault("retry_delay", timedelta(seconds=5))
+        kwargs.setdefault("retry_policy", SmscRetryPolicy())
         # The poke raises with the fix at ``bound``; the sensor's own timeout is a backstop.
         kwargs.setdefault("timeout", bound.total_seconds() * 6)
         super().__init__(poke_interval=poke_interval, **kwargs)
