@@ -1,4 +1,5 @@
-"""Registers the SMSC timetable and the "SMSC" operations page with Airflow.
+"""Registers the SMSC timetable, the "SMSC" operations page and the scheduler's preload of
+our task processes' modules (:mod:`smsc_hook.airflow.warmup`) with Airflow.
 
 Installed, the package's ``airflow.plugins`` entry point names :class:`SmscPlugin`. A
 deployment that only puts ``plugins/`` on its path gets it through ``plugins/smsc_plugin.py``.
@@ -19,6 +20,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from smsc_hook import timetable as timetable_0_1
 from smsc_hook.airflow.timetable import SmscDailyTimetable
+from smsc_hook.airflow.warmup import WARMUP
 
 #: The entry point that registers this plugin when the package is installed.
 ENTRY_POINT = "smsc_hook.airflow.plugin:SmscPlugin"
@@ -75,6 +77,8 @@ class SmscPlugin(AirflowPlugin):
             "nav_top_level": True,
         }
     ]
+    # The scheduler imports our task processes' modules before it forks its workers.
+    listeners = [WARMUP]
 
 
 #: The distribution whose ``airflow.plugins`` entry point is :data:`ENTRY_POINT`.
