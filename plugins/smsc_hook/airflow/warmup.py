@@ -11,6 +11,10 @@ This is a lifecycle listener (``on_starting``) of the plugin. Airflow calls it w
 component's job is created, which for the scheduler is before its executor starts. It
 does nothing in any other component, or when tasks are not forked from the scheduler
 (Celery, Kubernetes, or a ``spawn`` start method), where it would only cost memory.
+
+So with the LocalExecutor, tasks run the package as the scheduler loaded it: after an
+upgrade, restart the scheduler (the README's upgrade steps restart every component; the
+DAG file itself is still parsed afresh by each task).
 """
 
 from __future__ import annotations
